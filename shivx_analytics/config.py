@@ -1,0 +1,37 @@
+"""Settings, read from the environment (prefix ``SHIVX_``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_PATH = Path("shivx_demo.db")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHIVX_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(default=f"sqlite:///{DEFAULT_SQLITE_PATH}",
+                              description="SQLAlchemy URL; plain postgresql:// and sqlite:// work")
+    pool_size: int = Field(default=5, ge=1)
+    max_overflow: int = Field(default=15, ge=0)
+    pool_timeout: float = Field(default=30.0, gt=0, description="seconds to wait for a pooled connection")
+    pool_recycle: int = Field(default=3600, description="seconds before a pooled connection is replaced")
+    echo: bool = False
+    sqlite_busy_timeout: float = Field(default=30.0, ge=0, description="seconds SQLite waits on a locked file")
+    lockout_threshold: int = Field(default=5, ge=1, description="consecutive failed logins that lock an account")
+    lockout_minutes: float = Field(default=15.0, gt=0)
+
+    @property
+    def lockout_period(self) -> timedelta:
+        return timedelta(minutes=self.lockout_minutes)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (cached; call ``get_settings.cache_clear()`` after changing the env)."""
+    return Settings()

@@ -1,0 +1,140 @@
+"""Test databases on both backends.
+
+SQLite always; PostgreSQL when SHIVX_TEST_POSTGRES_URL points at a server (any database on it:
+tests create their own databases and drop them). With CI=true a missing PostgreSQL fails the
+run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from shivx_analytics.db import create_engine, migrate
+
+POSTGRES_URL = os.environ.get("SHIVX_TEST_POSTGRES_URL")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def pytest_configure(config):
+    if IN_CI and not POSTGRES_URL:
+        raise pytest.UsageError("CI=true but SHIVX_TEST_POSTGRES_URL is not set: the PostgreSQL tests are required")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many tests ran on each backend (the issues ask for these counts)."""
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            backend = "postgresql" if "[postgresql" in nodeid or "-postgresql" in nodeid else (
+                "sqlite" if "[sqlite" in nodeid or "-sqlite" in nodeid else "backend-independent")
+            counts.setdefault(backend, {}).setdefault(outcome, 0)
+            counts[backend][outcome] += 1
+    terminalreporter.write_sep("-", "tests per backend")
+    for backend, outcomes in sorted(counts.items()):
+        terminalreporter.write_line(f"{backend}: " + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())))
+
+
+def _admin_engine():
+    return sa.create_engine(make_url(POSTGRES_URL).set(drivername="postgresql+psycopg"),
+                            isolation_level="AUTOCOMMIT")
+
+
+def create_postgres_database(template: str | None = None) -> str:
+    """A new, empty (or template-copied) PostgreSQL database; returns its URL."""
+    name = f"shivx_test_{uuid.uuid4().hex[:12]}"
+    engine = _admin_engine()
+    try:
+        with engine.connect() as connection:
+            suffix = f' TEMPLATE "{template}"' if template else ""
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"{suffix}')
+    finally:
+        engine.dispose()
+    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(url: str) -> None:
+    name = make_url(url).database
+    assert name.startswith("shivx_test_"), f"refusing to drop {name}: not a test database"
+    engine = _admin_engine()
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        engine.dispose()
+
+
+def require_backend(backend: str) -> None:
+    if backend == "postgresql" and not POSTGRES_URL:
+        pytest.skip("SHIVX_TEST_POSTGRES_URL not set")
+
+
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """One migrated database per backend, copied for each test that needs one."""
+    templates: dict[str, str] = {}
+    sqlite_file = tmp_path_factory.mktemp("template") / "template.db"
+    migrate(f"sqlite:///{sqlite_file}")
+    templates["sqlite"] = str(sqlite_file)
+    pg_url = None
+    if POSTGRES_URL:
+        pg_url = create_postgres_database()
+        migrate(pg_url)
+        templates["postgresql"] = make_url(pg_url).database
+    yield templates
+    if pg_url:
+        drop_postgres_database(pg_url)
+
+
+@pytest.fixture
+def fresh_url(request, tmp_path) -> Iterator[str]:
+    """URL of an empty, unmigrated database on the backend named by the test's `backend` param."""
+    backend = request.getfixturevalue("backend")
+    require_backend(backend)
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    url = create_postgres_database()
+    try:
+        yield url
+    finally:
+        drop_postgres_database(url)
+
+
+@pytest.fixture
+def db_url(request, tmp_path, migrated_templates) -> Iterator[str]:
+    """URL of a freshly migrated database (a copy of the session's template)."""
+    backend = request.getfixturevalue("backend")
+    require_backend(backend)
+    if backend == "sqlite":
+        target = tmp_path / "test.db"
+        shutil.copyfile(migrated_templates["sqlite"], target)
+        yield f"sqlite:///{target}"
+        return
+    url = create_postgres_database(template=migrated_templates["postgresql"])
+    try:
+        yield url
+    finally:
+        drop_postgres_database(url)
+
+
+@pytest.fixture
+def engine(db_url) -> Iterator[sa.Engine]:
+    engine = create_engine(db_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
