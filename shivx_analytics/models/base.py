@@ -74,7 +74,7 @@ class TimestampMixin(UTCModel):
 class SoftDeleteMixin(SQLModel):
     # rows are deactivated rather than deleted
     is_active: bool = Field(default=True, nullable=False, index=True,
-                            sa_column_kwargs={"server_default": sa.true()})
+                            sa_column_kwargs={"server_default": sa.text("true")})
 
     def soft_delete(self) -> None:
         """Mark the row inactive (it stays in the database)."""
