@@ -285,3 +285,25 @@ def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config(None)).get_current_head()
+
+
+def schema_problems(url: str | URL | None = None) -> list[str]:
+    """What separates the database from head and the models (empty when none)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from shivx_analytics.models import metadata
+
+    problems = []
+    current, head = current_revision(url), head_revision()
+    if current != head:
+        problems.append(f"database is at {current or 'base'}, head is {head}")
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True,
+                                                                   "compare_server_default": True})
+            problems += [str(diff) for diff in compare_metadata(context, metadata)]
+    finally:
+        engine.dispose()
+    return problems
