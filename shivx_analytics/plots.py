@@ -1,0 +1,205 @@
+"""matplotlib figures from frames and series (no SQL, no metrics: inputs are already computed).
+
+Every function returns a new ``matplotlib.figure.Figure`` (no pyplot state, so they work
+headless and do not leak), with a fixed size, a title and axis labels with units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.rcParams.update({"svg.hashsalt": "shivx", "figure.facecolor": "white", "axes.facecolor": "white",
+                            "axes.grid": True, "grid.alpha": 0.3, "font.size": 9})
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+WIDE = (10, 4)
+TALL = (10, 6)
+SQUARE = (8, 5)
+GAIN, LOSS, NEUTRAL = "#2a9d5c", "#c8443c", "#3b6ea8"
+
+
+def _usd(value: float, _position=None) -> str:
+    sign = "-" if value < 0 else ""
+    return f"{sign}${abs(value):,.0f}" if abs(value) >= 100 else f"{sign}${abs(value):,.2f}"
+
+
+USD = FuncFormatter(_usd)
+
+
+def as_float(values) -> pd.Series | pd.DataFrame:
+    """Decimal / Arrow-decimal / nullable values as float64 for plotting (NA -> NaN)."""
+    if isinstance(values, pd.DataFrame):
+        return values.apply(lambda column: pd.to_numeric(column.astype("object"), errors="coerce")).astype("float64")
+    return pd.to_numeric(pd.Series(values).astype("object"), errors="coerce").astype("float64")
+
+
+def _empty(ax, message: str = "no data in this window") -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#777")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def equity_and_drawdown(equity: pd.Series, drawdown: pd.Series, *, drawdown_unit: str = "USD",
+                        title: str = "Equity and drawdown") -> Figure:
+    """Equity curve (USD) above its underwater drawdown (USD or %)."""
+    figure = Figure(figsize=TALL, layout="constrained")
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[2, 1])
+    figure.suptitle(title)
+    if len(equity) == 0:
+        _empty(top)
+        _empty(bottom)
+        return figure
+    x = pd.to_datetime(equity.index)
+    top.plot(x, as_float(equity).to_numpy(), color=NEUTRAL, linewidth=1.5)
+    top.set_ylabel("Equity (USD)")
+    top.yaxis.set_major_formatter(USD)
+    values = as_float(drawdown).to_numpy()
+    bottom.fill_between(pd.to_datetime(drawdown.index), values, 0, color=LOSS, alpha=0.4, step="post")
+    bottom.set_ylabel(f"Drawdown ({'%' if drawdown_unit == '%' else 'USD'})")
+    if drawdown_unit != "%":
+        bottom.yaxis.set_major_formatter(USD)
+    bottom.set_xlabel("Date (UTC)")
+    figure.autofmt_xdate()
+    return figure
+
+
+def daily_pnl_bars(daily: pd.Series, *, title: str = "Daily realized P&L") -> Figure:
+    """Bars per UTC day, green for gains and red for losses."""
+    figure = Figure(figsize=WIDE, layout="constrained")
+    ax = figure.subplots()
+    ax.set_title(title)
+    if len(daily) == 0:
+        _empty(ax)
+        return figure
+    values = as_float(daily).to_numpy()
+    ax.bar(pd.to_datetime(daily.index), values, color=np.where(values >= 0, GAIN, LOSS), width=0.8)
+    ax.axhline(0, color="#333", linewidth=0.8)
+    ax.set_xlabel("Date (UTC)")
+    ax.set_ylabel("Realized P&L (USD)")
+    ax.yaxis.set_major_formatter(USD)
+    figure.autofmt_xdate()
+    return figure
+
+
+def horizontal_bars(values: pd.Series, *, title: str, xlabel: str, signed: bool = True,
+                    usd: bool = True, limit: int = 20) -> Figure:
+    """Categories as horizontal bars, largest magnitude first (P&L by token or strategy, ...)."""
+    figure = Figure(figsize=SQUARE, layout="constrained")
+    ax = figure.subplots()
+    ax.set_title(title)
+    numbers = as_float(values)
+    if len(numbers) == 0:
+        _empty(ax)
+        return figure
+    numbers = numbers.reindex(numbers.abs().sort_values(ascending=False).index[:limit])[::-1]
+    colors = np.where(numbers.to_numpy() >= 0, GAIN, LOSS) if signed else NEUTRAL
+    ax.barh([str(i) for i in numbers.index], numbers.to_numpy(), color=colors)
+    if signed:
+        ax.axvline(0, color="#333", linewidth=0.8)
+    ax.set_xlabel(xlabel)
+    if usd:
+        ax.xaxis.set_major_formatter(USD)
+    return figure
+
+
+def histogram(values: pd.Series, *, title: str, xlabel: str, bins: int = 50,
+              marker: float | None = None, marker_label: str | None = None) -> Figure:
+    """Distribution of a numeric series, with an optional vertical reference line."""
+    figure = Figure(figsize=SQUARE, layout="constrained")
+    ax = figure.subplots()
+    ax.set_title(title)
+    numbers = as_float(values).dropna()
+    if len(numbers) == 0:
+        _empty(ax)
+        return figure
+    ax.hist(numbers.to_numpy(), bins=bins, color=NEUTRAL, alpha=0.85)
+    if marker is not None:
+        ax.axvline(marker, color=LOSS, linestyle="--", label=marker_label)
+        if marker_label:
+            ax.legend()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("Count")
+    return figure
+
+
+def stacked_daily(frame: pd.DataFrame, *, title: str, ylabel: str, usd: bool = False,
+                  colors: Sequence[str] | None = None) -> Figure:
+    """Stacked bars per day, one colour per column (notional by action, orders by status, ...)."""
+    figure = Figure(figsize=WIDE, layout="constrained")
+    ax = figure.subplots()
+    ax.set_title(title)
+    numbers = as_float(frame)
+    if numbers.empty or numbers.shape[1] == 0:
+        _empty(ax)
+        return figure
+    x = pd.to_datetime(numbers.index)
+    bottom = np.zeros(len(numbers))
+    palette = colors or matplotlib.colormaps["tab10"].colors
+    for i, column in enumerate(numbers.columns):
+        heights = numbers[column].fillna(0).to_numpy()
+        ax.bar(x, heights, bottom=bottom, label=str(column), color=palette[i % len(palette)], width=0.8)
+        bottom = bottom + heights
+    ax.set_xlabel("Date (UTC)")
+    ax.set_ylabel(ylabel)
+    if usd:
+        ax.yaxis.set_major_formatter(USD)
+    ax.legend(loc="upper left", fontsize=8)
+    figure.autofmt_xdate()
+    return figure
+
+
+def daily_lines(frame: pd.DataFrame, *, title: str, ylabel: str) -> Figure:
+    """One line per column over days (requests per day for the top keys, ...)."""
+    figure = Figure(figsize=WIDE, layout="constrained")
+    ax = figure.subplots()
+    ax.set_title(title)
+    numbers = as_float(frame)
+    if numbers.empty or numbers.shape[1] == 0:
+        _empty(ax)
+        return figure
+    x = pd.to_datetime(numbers.index)
+    for column in numbers.columns:
+        ax.plot(x, numbers[column].to_numpy(), label=str(column), linewidth=1.2)
+    ax.set_xlabel("Date (UTC)")
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="upper left", fontsize=7)
+    figure.autofmt_xdate()
+    return figure
+
+
+def daily_series(series: pd.Series, *, title: str, ylabel: str) -> Figure:
+    """A count per day as bars (failed logins per day, ...)."""
+    figure = Figure(figsize=WIDE, layout="constrained")
+    ax = figure.subplots()
+    ax.set_title(title)
+    numbers = as_float(series)
+    if len(numbers) == 0:
+        _empty(ax)
+        return figure
+    ax.bar(pd.to_datetime(numbers.index), numbers.fillna(0).to_numpy(), color=LOSS, width=0.8)
+    ax.set_xlabel("Date (UTC)")
+    ax.set_ylabel(ylabel)
+    figure.autofmt_xdate()
+    return figure
+
+
+def heatmap(grid: pd.DataFrame, *, title: str, xlabel: str, ylabel: str, colorbar_label: str) -> Figure:
+    """A labelled grid of counts (failures by weekday x hour of day)."""
+    figure = Figure(figsize=(10, 3.6), layout="constrained")
+    ax = figure.subplots()
+    ax.set_title(title)
+    numbers = as_float(grid).fillna(0)
+    image = ax.imshow(numbers.to_numpy(), aspect="auto", cmap="Reds", vmin=0)
+    ax.set_xticks(range(numbers.shape[1]), [str(c) for c in numbers.columns], fontsize=7)
+    ax.set_yticks(range(numbers.shape[0]), [str(i) for i in numbers.index])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(False)
+    figure.colorbar(image, ax=ax, label=colorbar_label)
+    return figure
