@@ -95,6 +95,8 @@ def _parse(stored: str) -> tuple[int, bytes, bytes] | None:
     try:
         if stored.startswith(PASSWORD_ALGORITHM + "$"):
             _, iterations, salt, digest = stored.split("$")
+            if int(iterations) < 1:  # pbkdf2_hmac would raise: a corrupt hash must not verify, nor crash
+                return None
             return int(iterations), bytes.fromhex(salt), bytes.fromhex(digest)
         digest, salt = stored.split(":")
         return LEGACY_ITERATIONS, bytes.fromhex(salt), bytes.fromhex(digest)

@@ -153,8 +153,9 @@ class PositionCreate(PositionBase):
     def _consistent(self) -> "PositionCreate":
         if (self.status == PositionStatus.OPEN) != (self.closed_at is None):
             raise ValueError("closed_at must be set exactly when status is closed or liquidated")
-        if self.closed_at is not None and self.opened_at is not None and self.closed_at < self.opened_at:
-            raise ValueError("closed_at must not be before opened_at")
+        # opened_at defaults to now in build_position, so a closed_at in the past needs an opened_at
+        if self.closed_at is not None and self.closed_at < (self.opened_at or utcnow()):
+            raise ValueError("closed_at must not be before opened_at (which defaults to now)")
         return self
 
 

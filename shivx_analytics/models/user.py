@@ -25,7 +25,9 @@ DEFAULT_LOCKOUT_PERIOD = timedelta(minutes=15)
 
 # Shared properties, validated on the way in
 class UserBase(UTCModel):
-    username: str = Field(min_length=3, max_length=32, regex=USERNAME_PATTERN, unique=True, index=True)
+    # sqlmodel passes `regex=` to pydantic v2, which ignores it: the pattern goes through schema_extra
+    username: str = Field(min_length=3, max_length=32, unique=True, index=True,
+                          schema_extra={"pattern": USERNAME_PATTERN})
     email: EmailStr = Field(max_length=320, unique=True, index=True)
     permissions: dict[str, Any] = Field(default_factory=dict, sa_type=mutable_json_dict(), nullable=False)
     roles: list[str] = Field(default_factory=list, sa_type=mutable_json_list(), nullable=False)
