@@ -7,8 +7,10 @@ Errors go to stderr, database URLs always with the password masked; no prompts.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import IntEnum
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -104,6 +106,32 @@ def db_check(url: UrlOption = None):
     typer.echo(f"{db.mask_url(target)}: at head {db.head_revision()}, schema matches the models")
 
 
+@db_app.command("grant")
+def db_grant(
+    url: UrlOption = None,
+    app_role: str = typer.Option("shivx_app", help="Application role: writes trading tables, appends to the audit log"),
+    analytics_role: str = typer.Option("shivx_analytics", help="Read-only role without access to secret columns"),
+    app_password_env: Optional[str] = typer.Option(None, help="Name of an environment variable holding the app role's password"),
+    analytics_password_env: Optional[str] = typer.Option(None, help="Name of an environment variable holding the analytics role's password"),
+):
+    """PostgreSQL: create/refresh the application and read-only analytics roles and their grants."""
+    from shivx_analytics.roles import RoleNames, grant_roles
+
+    def password(variable):
+        if variable is None:
+            return None
+        if variable not in os.environ:
+            raise fail(f"environment variable {variable} is not set", Exit.BAD_ARGUMENTS)
+        return os.environ[variable]
+
+    target = db.resolve_url(url)
+    names = RoleNames(app=app_role, analytics=analytics_role)
+    statements = run_guarded(lambda: grant_roles(target, names, app_password=password(app_password_env),
+                                                 analytics_password=password(analytics_password_env)))
+    for statement in statements:
+        typer.echo(statement)
+
+
 @app.command("health")
 def health(url: UrlOption = None, as_json: bool = typer.Option(False, "--json", help="Print JSON")):
     """Connect and report backend, server version and latency."""
@@ -112,6 +140,227 @@ def health(url: UrlOption = None, as_json: bool = typer.Option(False, "--json", 
         typer.echo(json.dumps(status.as_dict(), sort_keys=True))
     else:
         typer.echo(f"ok  {status.backend} {status.server_version}  {status.latency_ms:.2f} ms  {status.url}")
+
+
+REPORT_NAMES = ("pnl", "execution", "api-usage", "security")
+FORMATS = ("html", "json", "csv")
+
+
+def _progress_enabled(flag: bool) -> bool:
+    return flag or sys.stderr.isatty()
+
+
+def _parse_when(value: Optional[str], name: str):
+    """ISO date/datetime text -> aware UTC datetime (naive means UTC); None stays None."""
+    if value is None:
+        return None
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise fail(f"--{name.replace('_', '-')} {value!r} is not an ISO date or datetime", Exit.BAD_ARGUMENTS) from None
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
+
+
+@app.command("seed")
+def seed(
+    url: UrlOption = None,
+    scale: str = typer.Option("small", help="small, medium, large, or a number of orders"),
+    seed_value: int = typer.Option(0, "--seed", help="Random seed (same seed + as-of = same rows)"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="End of the generated history (default: today 00:00 UTC)"),
+    progress: bool = typer.Option(False, "--progress", help="Show progress bars even when not on a terminal"),
+):
+    """Migrate the database if needed and fill it with the deterministic demo dataset."""
+    from shivx_analytics.demo import generate_demo_data, parse_scale
+
+    target = db.resolve_url(url)
+    try:
+        parsed_scale = parse_scale(scale)
+    except ValueError as exc:
+        raise fail(str(exc), Exit.BAD_ARGUMENTS) from None
+    when = _parse_when(as_of, "as_of")
+
+    def work():
+        db.health_check(target)
+        db.migrate(target)
+        return generate_demo_data(target, seed=seed_value, scale=parsed_scale, as_of=when,
+                                  progress=_progress_enabled(progress))
+
+    counts = run_guarded(work)
+    typer.echo(f"seeded {db.mask_url(target)}: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
+
+
+@app.command("report")
+def report(
+    names: list[str] = typer.Argument(None, help="pnl, execution, api-usage, security or all (default all)"),
+    url: UrlOption = None,
+    since: Optional[str] = typer.Option(None, help="Window start, ISO date/datetime, UTC (inclusive)"),
+    until: Optional[str] = typer.Option(None, help="Window end, ISO date/datetime, UTC (exclusive)"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="Point in time the report describes (default now)"),
+    starting_capital: Optional[str] = typer.Option(None, "--starting-capital", help="USD, for equity and drawdown %"),
+    out: Path = typer.Option(Path("reports"), "--out", help="Directory the files are written to"),
+    formats: str = typer.Option("html,json,csv", "--format", help="Comma-separated: html, json, csv"),
+):
+    """Generate reports headless; every file appears whole or not at all."""
+    selected = _report_names(names)
+    chosen = _formats(formats)
+    window = {"since": _parse_when(since, "since"), "until": _parse_when(until, "until"),
+              "as_of": _parse_when(as_of, "as_of")}
+    capital = _decimal_option(starting_capital, "starting_capital")
+    target = db.resolve_url(url)
+    written = run_guarded(lambda: _write_reports(target, selected, chosen, out, window, capital))
+    for path in written:
+        typer.echo(str(path))
+
+
+@app.command("demo")
+def demo(
+    path: Path = typer.Option(Path("shivx_demo.db"), "--db", help="SQLite file to create or reuse"),
+    out: Path = typer.Option(Path("reports"), "--out", help="Reports go to OUT/<as-of date>/"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="Default: today 00:00 UTC"),
+    progress: bool = typer.Option(False, "--progress", help="Show progress bars even when not on a terminal"),
+):
+    """The main job: SQLite file, migrate, seed once, write every report (HTML, JSON, CSV)."""
+    import datetime as dt
+
+    from shivx_analytics.demo import generate_demo_data, is_seeded
+
+    when = _parse_when(as_of, "as_of") or dt.datetime.now(dt.timezone.utc).replace(
+        hour=0, minute=0, second=0, microsecond=0)
+    target = f"sqlite:///{path}"
+
+    def work():
+        db.migrate(target)
+        if not is_seeded(target):
+            generate_demo_data(target, seed=0, scale="small", as_of=when, progress=_progress_enabled(progress))
+        directory = out / when.strftime("%Y-%m-%d")
+        written = _write_reports(target, REPORT_NAMES, FORMATS, directory,
+                                 {"since": None, "until": None, "as_of": when}, None, summaries := {})
+        return written, summaries
+
+    written, summaries = run_guarded(work)
+    _print_summaries(summaries)
+    typer.echo("")
+    for file in written:
+        typer.echo(str(file))
+
+
+def _report_names(names: Optional[list[str]]) -> tuple[str, ...]:
+    requested = names or ["all"]
+    if "all" in requested:
+        return REPORT_NAMES
+    unknown = [n for n in requested if n not in REPORT_NAMES]
+    if unknown:
+        raise fail(f"unknown report {', '.join(unknown)}: choose from {', '.join(REPORT_NAMES)} or all",
+                   Exit.BAD_ARGUMENTS)
+    return tuple(dict.fromkeys(requested))
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown or not chosen:
+        raise fail(f"unknown format {', '.join(unknown) or '(none)'}: choose from {', '.join(FORMATS)}",
+                   Exit.BAD_ARGUMENTS)
+    return chosen
+
+
+def _decimal_option(value: Optional[str], name: str):
+    if value is None:
+        return None
+    from shivx_analytics.types import to_money
+
+    try:
+        return to_money(value)
+    except ValueError as exc:
+        raise fail(f"--{name.replace('_', '-')}: {exc}", Exit.BAD_ARGUMENTS) from None
+
+
+def _write_reports(url: str, names, formats, directory: Path, window: dict, capital, summaries: dict | None = None):
+    """Build every report in memory, render into a staging folder, then move files into place."""
+    import shutil
+    import tempfile
+
+    import shivx_analytics as sx
+
+    builders = {"pnl": sx.pnl_report, "execution": sx.execution_report,
+                "api-usage": sx.api_usage_report, "security": sx.security_report}
+    engine = db.create_engine(url)
+    try:
+        db.health_check(engine)
+        built = {}
+        for name in names:
+            kwargs = dict(window)
+            if name == "pnl":
+                kwargs["starting_capital"] = capital
+            built[name] = builders[name](engine, **kwargs)
+    finally:
+        engine.dispose()
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory))
+    try:
+        for name, report in built.items():
+            stem = name.replace("-", "_")
+            if "html" in formats:
+                report.to_html(staging / f"{stem}.html")
+            if "json" in formats:
+                report.to_json(staging / f"{stem}.json")
+            if "csv" in formats:
+                report.to_csv(staging / f"{stem}_csv")
+            if summaries is not None:
+                summaries[name] = report.summary
+        written = []
+        for item in sorted(staging.iterdir()):
+            destination = directory / item.name
+            if destination.is_dir():
+                shutil.rmtree(destination)
+            os.replace(item, destination)
+            written.append(destination)
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _print_summaries(summaries: dict) -> None:
+    from shivx_analytics.reports.base import _display
+
+    for name, summary in summaries.items():
+        typer.echo(f"\n{name}")
+        width = max((len(k) for k in summary), default=0)
+        for key, value in summary.items():
+            typer.echo(f"  {key:<{width}}  {_display(value)}")
+
+
+notebook_app = typer.Typer(no_args_is_help=True, help="Execute notebooks headless.")
+app.add_typer(notebook_app, name="notebook")
+
+
+@notebook_app.command("run")
+def notebook_run(
+    notebook: Path = typer.Argument(..., help="The .ipynb to execute"),
+    parameter: list[str] = typer.Option([], "-p", "--parameter", help="key=value for the parameters cell (repeatable)"),
+    out: Path = typer.Option(..., "--out", help="HTML file to write (self-contained, code hidden)"),
+    url: UrlOption = None,
+):
+    """Execute NOTEBOOK with parameters and export it as self-contained HTML."""
+    from shivx_analytics.notebook_runner import NotebookFailed, parse_parameters, run_notebook
+
+    try:
+        parameters = parse_parameters(parameter)
+    except ValueError as exc:
+        raise fail(str(exc), Exit.BAD_ARGUMENTS) from None
+    if not notebook.is_file():
+        raise fail(f"notebook {str(notebook)!r} does not exist", Exit.BAD_ARGUMENTS)
+    if url:
+        os.environ["SHIVX_DATABASE_URL"] = url
+        parameters.setdefault("database_url", url)
+    try:
+        target = run_guarded(lambda: run_notebook(notebook, parameters, out))
+    except typer.Exit:
+        raise
+    typer.echo(str(target))
 
 
 def main() -> None:

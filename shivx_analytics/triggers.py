@@ -93,7 +93,7 @@ def drop_updated_at_trigger_sql(dialect: str, table: str) -> list[str]:
 
 
 def expected_trigger_names(dialect: str) -> set[str]:
-    """The triggers every migrated database must have."""
+    """The triggers every migrated database must have, from the first revision on."""
     names = {f"trg_{AUDIT_TABLE}_no_update", f"trg_{AUDIT_TABLE}_no_delete"}
     if dialect == "postgresql":
         names.add(f"trg_{AUDIT_TABLE}_no_truncate")
@@ -118,3 +118,38 @@ def remove_all(execute, dialect: str) -> None:
         execute("DROP FUNCTION IF EXISTS shivx_set_updated_at()")
     for statement in drop_audit_log_trigger_sql(dialect):
         execute(statement)
+
+
+def audit_log_row_security_sql() -> list[str]:
+    """PostgreSQL: RLS with INSERT and SELECT policies only (forced), plus statement-level refusal."""
+    return [
+        f"ALTER TABLE {AUDIT_TABLE} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {AUDIT_TABLE} FORCE ROW LEVEL SECURITY",
+        f"CREATE POLICY audit_insert_only ON {AUDIT_TABLE} FOR INSERT WITH CHECK (true)",
+        f"CREATE POLICY audit_select ON {AUDIT_TABLE} FOR SELECT USING (true)",
+        f"""
+CREATE OR REPLACE FUNCTION shivx_audit_log_refuse_statement() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF pg_trigger_depth() > 1 THEN
+        RETURN NULL;  -- inside a referential-integrity action (ON DELETE SET NULL)
+    END IF;
+    RAISE EXCEPTION '{AUDIT_REFUSED}: % refused', TG_OP USING ERRCODE = 'insufficient_privilege';
+END
+$$""",
+        f"CREATE TRIGGER trg_{AUDIT_TABLE}_refuse_update BEFORE UPDATE ON {AUDIT_TABLE} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION shivx_audit_log_refuse_statement()",
+        f"CREATE TRIGGER trg_{AUDIT_TABLE}_refuse_delete BEFORE DELETE ON {AUDIT_TABLE} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION shivx_audit_log_refuse_statement()",
+    ]
+
+
+def drop_audit_log_row_security_sql() -> list[str]:
+    return [
+        f"DROP TRIGGER IF EXISTS trg_{AUDIT_TABLE}_refuse_update ON {AUDIT_TABLE}",
+        f"DROP TRIGGER IF EXISTS trg_{AUDIT_TABLE}_refuse_delete ON {AUDIT_TABLE}",
+        "DROP FUNCTION IF EXISTS shivx_audit_log_refuse_statement()",
+        f"DROP POLICY IF EXISTS audit_select ON {AUDIT_TABLE}",
+        f"DROP POLICY IF EXISTS audit_insert_only ON {AUDIT_TABLE}",
+        f"ALTER TABLE {AUDIT_TABLE} NO FORCE ROW LEVEL SECURITY",
+        f"ALTER TABLE {AUDIT_TABLE} DISABLE ROW LEVEL SECURITY",
+    ]

@@ -1,0 +1,126 @@
+"""PostgreSQL roles and row-level security on the audit log."""
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+from shivx_analytics.db import create_engine
+from shivx_analytics.models import SecurityAuditLog, User, UserCreate
+from shivx_analytics.roles import RoleNames, grant_roles
+
+pytestmark = pytest.mark.parametrize("backend", ["postgresql"])
+
+
+@pytest.fixture
+def roles(db_url):
+    names = RoleNames(app=f"shivx_app_{uuid.uuid4().hex[:8]}", analytics=f"shivx_ro_{uuid.uuid4().hex[:8]}")
+    grant_roles(db_url, names)
+    yield names
+    admin = create_engine(db_url)
+    with admin.begin() as connection:
+        for role in (names.app, names.analytics):
+            connection.exec_driver_sql(f'DROP OWNED BY "{role}"')
+    with admin.connect() as connection:
+        connection.commit()
+    admin.dispose()
+    server = create_engine(make_url(db_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        for role in (names.app, names.analytics):
+            connection.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
+    server.dispose()
+
+
+def _as(db_url: str, role: str) -> sa.Engine:
+    return create_engine(make_url(db_url).set(username=role, password=None))
+
+
+def _seed_user_and_log(db_url: str) -> uuid.UUID:
+    engine = create_engine(db_url)
+    with Session(engine) as session:
+        user = User.model_validate(UserCreate(username="trader", email="t@example.com", password="x" * 8),
+                                   update={"password_hash": "pbkdf2_sha256$1$00$00"})
+        session.add(user)
+        session.commit()
+        session.add(SecurityAuditLog.create_entry(event_type="authentication", action="login", success=True,
+                                                  user_id=user.user_id))
+        session.commit()
+        user_id = user.user_id
+    engine.dispose()
+    return user_id
+
+
+def test_app_role_may_insert_and_read_the_audit_log_but_not_change_it(backend, db_url, roles):
+    _seed_user_and_log(db_url)
+    app = _as(db_url, roles.app)
+    try:
+        with Session(app) as session:
+            session.add(SecurityAuditLog.create_entry(event_type="admin", action="export", success=True))
+            session.commit()
+        with app.connect() as connection:
+            assert connection.exec_driver_sql("SELECT count(*) FROM security_audit_logs").scalar_one() == 2
+        for statement in ("UPDATE security_audit_logs SET action = 'x'", "DELETE FROM security_audit_logs",
+                          "TRUNCATE security_audit_logs"):
+            with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+                with app.begin() as connection:
+                    connection.exec_driver_sql(statement)
+    finally:
+        app.dispose()
+
+
+def test_app_role_deleting_a_user_keeps_the_audit_rows(backend, db_url, roles):
+    user_id = _seed_user_and_log(db_url)
+    app = _as(db_url, roles.app)
+    try:
+        with app.begin() as connection:
+            connection.execute(sa.delete(User.__table__).where(User.__table__.c.user_id == user_id))
+        with app.connect() as connection:
+            assert connection.exec_driver_sql("SELECT user_id FROM security_audit_logs").scalars().all() == [None]
+    finally:
+        app.dispose()
+
+
+def test_analytics_role_cannot_read_secrets_but_reads_everything_else(backend, db_url, roles):
+    _seed_user_and_log(db_url)
+    analytics = _as(db_url, roles.analytics)
+    try:
+        for statement in ("SELECT password_hash FROM users", "SELECT key_hash FROM api_keys", "SELECT * FROM users"):
+            with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+                with analytics.connect() as connection:
+                    connection.exec_driver_sql(statement)
+        with analytics.connect() as connection:
+            assert connection.exec_driver_sql("SELECT username, email FROM users").all() == [("trader", "t@example.com")]
+            assert connection.exec_driver_sql("SELECT count(*) FROM security_audit_logs").scalar_one() == 1
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            with analytics.begin() as connection:
+                connection.exec_driver_sql("INSERT INTO security_audit_logs (log_id, timestamp, event_type, action, "
+                                           "success, details) VALUES (gen_random_uuid(), now(), 'x', 'y', true, '{}')")
+    finally:
+        analytics.dispose()
+
+
+def test_row_security_is_forced_and_a_non_superuser_owner_cannot_change_rows(backend, db_url, roles):
+    """The owner is subject to the policies too: UPDATE/DELETE fail loudly, INSERT/SELECT work."""
+    user_id = _seed_user_and_log(db_url)
+    admin = create_engine(db_url)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f'ALTER TABLE security_audit_logs OWNER TO "{roles.app}"')
+        forced = connection.exec_driver_sql(
+            "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE relname = 'security_audit_logs'"
+        ).scalar_one()
+    admin.dispose()
+    assert forced
+    owner = _as(db_url, roles.app)
+    try:
+        for statement in ("UPDATE security_audit_logs SET action = 'x'", "DELETE FROM security_audit_logs"):
+            with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+                with owner.begin() as connection:
+                    connection.exec_driver_sql(statement)
+        with owner.begin() as connection:
+            connection.execute(sa.delete(User.__table__).where(User.__table__.c.user_id == user_id))
+        with owner.connect() as connection:
+            assert connection.exec_driver_sql("SELECT user_id, action FROM security_audit_logs").all() == [(None, "login")]
+    finally:
+        owner.dispose()
