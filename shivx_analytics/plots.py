@@ -25,6 +25,8 @@ GAIN, LOSS, NEUTRAL = "#2a9d5c", "#c8443c", "#3b6ea8"
 
 
 def _usd(value: float, _position=None) -> str:
+    if value == 0:
+        return "$0"
     sign = "-" if value < 0 else ""
     return f"{sign}${abs(value):,.0f}" if abs(value) >= 100 else f"{sign}${abs(value):,.2f}"
 
@@ -46,8 +48,8 @@ def _empty(ax, message: str = "no data in this window") -> None:
 
 
 def equity_and_drawdown(equity: pd.Series, drawdown: pd.Series, *, drawdown_unit: str = "USD",
-                        title: str = "Equity and drawdown") -> Figure:
-    """Equity curve (USD) above its underwater drawdown (USD or %)."""
+                        title: str = "Equity and drawdown", equity_label: str = "Equity (USD)") -> Figure:
+    """Equity curve (USD) above its underwater drawdown (USD or %), on a shared date axis."""
     figure = Figure(figsize=TALL, layout="constrained")
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[2, 1])
     figure.suptitle(title)
@@ -57,7 +59,7 @@ def equity_and_drawdown(equity: pd.Series, drawdown: pd.Series, *, drawdown_unit
         return figure
     x = pd.to_datetime(equity.index)
     top.plot(x, as_float(equity).to_numpy(), color=NEUTRAL, linewidth=1.5)
-    top.set_ylabel("Equity (USD)")
+    top.set_ylabel(equity_label)
     top.yaxis.set_major_formatter(USD)
     values = as_float(drawdown).to_numpy()
     bottom.fill_between(pd.to_datetime(drawdown.index), values, 0, color=LOSS, alpha=0.4, step="post")
@@ -88,8 +90,12 @@ def daily_pnl_bars(daily: pd.Series, *, title: str = "Daily realized P&L") -> Fi
 
 
 def horizontal_bars(values: pd.Series, *, title: str, xlabel: str, signed: bool = True,
-                    usd: bool = True, limit: int = 20) -> Figure:
-    """Categories as horizontal bars, largest magnitude first (P&L by token or strategy, ...)."""
+                    usd: bool = True, limit: int = 20, reference: float | None = None,
+                    reference_label: str | None = None, higher_is_better: bool = True) -> Figure:
+    """Categories as horizontal bars, largest magnitude first, at most ``limit`` of them (P&L by
+    token or strategy, ...); signed bars are green where good and red where bad (positive is
+    bad when ``higher_is_better`` is False, e.g. slippage); an optional vertical reference line
+    (e.g. 100 % of a limit)."""
     figure = Figure(figsize=SQUARE, layout="constrained")
     ax = figure.subplots()
     ax.set_title(title)
@@ -98,10 +104,15 @@ def horizontal_bars(values: pd.Series, *, title: str, xlabel: str, signed: bool 
         _empty(ax)
         return figure
     numbers = numbers.reindex(numbers.abs().sort_values(ascending=False).index[:limit])[::-1]
-    colors = np.where(numbers.to_numpy() >= 0, GAIN, LOSS) if signed else NEUTRAL
+    good, bad = (GAIN, LOSS) if higher_is_better else (LOSS, GAIN)
+    colors = np.where(numbers.to_numpy() >= 0, good, bad) if signed else NEUTRAL
     ax.barh([str(i) for i in numbers.index], numbers.to_numpy(), color=colors)
     if signed:
         ax.axvline(0, color="#333", linewidth=0.8)
+    if reference is not None:
+        ax.axvline(reference, color=LOSS, linestyle="--", linewidth=1, label=reference_label)
+        if reference_label:
+            ax.legend(loc="lower right", fontsize=8)
     ax.set_xlabel(xlabel)
     if usd:
         ax.xaxis.set_major_formatter(USD)

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 PNG_DPI = 100
+HTML_MAX_ROWS = 500  # rows of a table shown in to_html; JSON and CSV carry every row
 
 
 @dataclass
@@ -96,7 +97,8 @@ class Report:
             f"<figcaption>{html.escape(name)}</figcaption></figure>"
             for name, fig in self.figures.items()
         )
-        tables = "\n".join(f"<h2>{html.escape(name)}</h2>{_table_html(table)}" for name, table in self.tables.items())
+        tables = "\n".join(f"<h2>{html.escape(name)}</h2>{_table_html(table, HTML_MAX_ROWS)}"
+                           for name, table in self.tables.items())
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
         page = HTML_TEMPLATE.format(
             title=html.escape(self.title), generated=generated, parameters=_parameters_html(self.parameters),
@@ -220,11 +222,16 @@ def _parameters_html(parameters: Mapping[str, Any]) -> str:
     return f"<p class='meta'>{shown}</p>"
 
 
-def _table_html(table: pd.DataFrame) -> str:
+def _table_html(table: pd.DataFrame, max_rows: int | None = None) -> str:
     frame = table.reset_index() if _has_named_index(table) else table
+    note = ""
+    if max_rows is not None and len(frame) > max_rows:
+        note = (f"<p class='meta'>First {max_rows} of {len(frame)} rows; the JSON and CSV exports "
+                "carry every row.</p>")
+        frame = frame.head(max_rows)
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_display(v))}</td>" for v in row) + "</tr>"
         for row in frame.itertuples(index=False, name=None)
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"

@@ -1,0 +1,20 @@
+"""Report objects: metrics + tables + figures, shown in notebooks and exported to HTML/JSON/CSV.
+
+    import shivx_analytics as sx
+    report = sx.pnl_report(engine, as_of="2025-10-28", starting_capital=100_000)
+    report.summary["total_pnl"]          # exact Decimal
+    report.tables["daily"]               # DataFrame
+    report.figures["equity_and_drawdown"]
+    report.to_html("pnl.html"); report.to_json("pnl.json"); report.to_csv("pnl_csv/")
+
+Each report function takes a source (Engine, Connection, Session or URL) and a window; reports
+read through the frames loaders and never write SQL.
+"""
+
+from .api_usage import api_usage_report
+from .base import Report
+from .execution import execution_report
+from .pnl import pnl_report
+from .security import security_report
+
+__all__ = ["Report", "api_usage_report", "execution_report", "pnl_report", "security_report"]

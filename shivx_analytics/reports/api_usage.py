@@ -1,0 +1,115 @@
+"""The API usage report: requests per key and endpoint, rate-limit utilisation, key hygiene.
+
+Requests are the audit log's `api_request` events with timestamp in [since, until): until
+defaults to as_of (now, UTC), since to until - 30 days. Key hygiene (expired but active, never
+used, idle, no expiry) is judged as of as_of on the api_keys table as it is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from shivx_analytics import metrics, plots
+from shivx_analytics.frames import load_api_keys, load_audit_logs
+from shivx_analytics.metrics._common import day_index
+
+from ._common import base_parameters, opened, resolve_as_of, trailing_window
+from .base import Report
+
+NEAR_LIMIT = 0.8  # utilisation at or above which a key is "near its limit"
+IDLE_DAYS = 30
+TOP_KEYS = 5
+TOP_ENDPOINTS = 10
+REQUEST_COLUMNS = ["log_id", "timestamp", "event_type", "action", "resource", "api_key_id",
+                   "status_code", "reason"]
+
+NOTES = [
+    "A request is an audit event of type api_request; error: status_code >= 400; rate limited: "
+    "reason rate_limited or status_code 429.",
+    "Utilisation = the most requests of one key in one UTC calendar minute / its rate_limit "
+    "(requests per minute). Refused requests count too, so a key pushed past its limit shows "
+    f"more than 100 %; a key is near its limit at >= {NEAR_LIMIT:.0%}.",
+    f"Key hygiene as of as_of: expired but active (expires_at <= as_of), never used (no "
+    f"last_used_at), idle (last used more than {IDLE_DAYS} days before as_of), no expiry.",
+]
+
+
+def api_usage_report(source: Any, *, since: object = None, until: object = None,
+                     as_of: object = None) -> Report:
+    """API usage over [since, until) (default: the 30 days before as_of) and key hygiene as of
+    as_of: summary, per key per day, top endpoints, utilisation, keys near their limit,
+    hygiene and keys per user tables, and figures."""
+    as_of_ts = resolve_as_of(as_of)
+    since_ts, until_ts = trailing_window(since, until, as_of_ts)
+    with opened(source) as connection:
+        keys = load_api_keys(connection)
+        audit = load_audit_logs(connection, since=since_ts, until=until_ts, event_type="api_request",
+                                columns=REQUEST_COLUMNS)
+
+    summary = metrics.api_usage_summary(keys, audit, as_of=as_of_ts, threshold=NEAR_LIMIT,
+                                        idle_days=IDLE_DAYS)
+    outcomes = metrics.request_outcomes(audit)
+    summary["error_share"] = outcomes.error_share
+    summary["rate_limited_share"] = outcomes.rate_limited_share
+    per_key_day = metrics.requests_per_key_per_day(audit, since_ts, until_ts)
+    utilization = metrics.key_utilization(keys, audit)
+    endpoints = metrics.top_endpoints(audit, TOP_ENDPOINTS)
+    tables = {
+        "requests_per_key_per_day": per_key_day,
+        "top_endpoints": endpoints,
+        "utilization": utilization,
+        "keys_near_limit": metrics.keys_near_limit(keys, audit, NEAR_LIMIT),
+        "hygiene": metrics.key_hygiene(keys, as_of_ts, IDLE_DAYS),
+        "keys_per_user": metrics.keys_per_user(keys),
+    }
+    figures = {
+        "requests_per_day_top_keys": plots.daily_lines(
+            _top_keys_per_day(per_key_day, utilization, since_ts, until_ts),
+            title=f"API requests per day, top {TOP_KEYS} keys by requests", ylabel="Requests per day"),
+        "utilization": _utilization_figure(utilization),
+        "top_endpoints": plots.horizontal_bars(
+            pd.Series(endpoints["requests"].astype("float64").to_numpy(),
+                      index=[f"{m} {r}" for m, r in zip(endpoints["method"], endpoints["resource"])]),
+            title=f"Top {TOP_ENDPOINTS} endpoints by requests", xlabel="Requests", signed=False,
+            usd=False),
+    }
+    return Report(name="api_usage", title="API usage report", summary=summary, tables=tables,
+                  figures=figures, parameters={
+                      **base_parameters(source, since_ts, until_ts, as_of_ts),
+                      "near_limit_threshold": NEAR_LIMIT, "idle_days": IDLE_DAYS},
+                  notes=list(NOTES))
+
+
+def _key_label(key_id: object, name: object) -> str:
+    short = str(key_id)[:8]
+    return short if name is None or pd.isna(name) else f"{name} ({short})"
+
+
+def _top_keys_per_day(per_key_day: pd.DataFrame, utilization: pd.DataFrame,
+                      since: pd.Timestamp, until: pd.Timestamp) -> pd.DataFrame:
+    """Requests per day (every day of the window, zeros kept) of the keys with most requests."""
+    days = day_index(since, until)
+    keyed = per_key_day[per_key_day["api_key_id"].notna().to_numpy(dtype=bool)]
+    totals = keyed.groupby("api_key_id", sort=True)["requests"].sum()
+    top = totals.reset_index().sort_values(["requests", "api_key_id"], ascending=[False, True],
+                                           kind="mergesort")["api_key_id"].head(TOP_KEYS).tolist()
+    names = dict(zip(utilization["key_id"], utilization["name"]))
+    frame = pd.DataFrame(index=days)
+    for key in top:
+        rows = keyed[keyed["api_key_id"] == key]
+        frame[_key_label(key, names.get(key))] = (
+            pd.Series(rows["requests"].to_numpy(dtype="int64"), index=pd.DatetimeIndex(rows["day"]))
+            .reindex(days, fill_value=0))
+    return frame
+
+
+def _utilization_figure(utilization: pd.DataFrame):
+    measured = utilization[utilization["utilization"].notna().to_numpy(dtype=bool)]
+    percent = pd.Series((measured["utilization"].astype("float64") * 100).to_numpy(),
+                        index=[_key_label(k, n) for k, n in zip(measured["key_id"], measured["name"])])
+    return plots.horizontal_bars(
+        percent, title="Peak rate-limit utilisation per key (highest 20)",
+        xlabel="Peak requests per minute / rate limit (%)", signed=False, usd=False,
+        reference=100.0, reference_label="rate limit")

@@ -1,0 +1,195 @@
+"""The P&L report: realized and unrealized P&L, equity and drawdown, trade statistics,
+breakdowns, triggered exits and the FIFO reconciliation of the order ledger.
+
+Conventions (DESIGN.md "P&L conventions"): realized P&L is the pnl of closed and liquidated
+positions with closed_at in [since, until), on the UTC day of closed_at; unrealized P&L is the
+pnl of positions still open, opened before until, marked at current_price. as_of defaults to
+now (UTC), until to the day after as_of, since to the UTC day of the first opened_at.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+
+from shivx_analytics import metrics, plots
+from shivx_analytics.frames import load_orders, load_positions
+from shivx_analytics.metrics._common import (
+    DAY, MONEY_TOTAL, ZERO, in_window, money_sum, optional_timestamp, to_decimal,
+)
+
+from ._common import (
+    base_parameters, check_window, label_missing, opened, resolve_as_of, stats_table,
+)
+from .base import Report
+
+NOTES = [
+    "Realized P&L: closed and liquidated positions with closed_at in [since, until), booked on "
+    "the UTC day of closed_at. Unrealized P&L: positions still open, opened before until, marked "
+    "at their current_price. A position closed after until is in neither.",
+    "Equity = starting_capital + cumulative daily realized P&L (from 0 without starting_capital); "
+    "drawdown = equity - running peak (USD), max_drawdown_pct = min(equity / peak - 1) x 100. "
+    "Sharpe = mean / std (ddof=1) x sqrt(365) and Sortino = mean / sqrt(mean(min(x, 0)^2)) x "
+    "sqrt(365) of the daily realized P&L series, zero days included.",
+    "win_rate = wins / closed positions (break-even trades stay in the denominator); "
+    "profit_factor = gross profit / |gross loss| (None without losses); expectancy = mean "
+    "realized P&L per closed position.",
+    "FIFO reconciliation per user and token: realized P&L of executed orders in [since, until) "
+    "(FIFO lots over the whole ledger: the ledger through until minus the ledger through since) "
+    "against the realized P&L of the positions closed in the window. A difference comes from "
+    "fills whose amounts differ from the positions' prices. fifo_ledger is the ledger through "
+    "until (cumulative realized P&L and the lots still open).",
+]
+
+
+LEDGER_COLUMNS = ["order_id", "user_id", "token", "action", "status", "amount_in", "amount_out",
+                  "executed_at"]
+
+
+def pnl_report(source: Any, *, since: object = None, until: object = None, as_of: object = None,
+               starting_capital: object = None) -> Report:
+    """P&L of positions over [since, until) (DESIGN.md "P&L conventions"): summary, daily,
+    weekly and monthly series, breakdowns by token, strategy and user, trade statistics,
+    triggered exits, FIFO reconciliation, and the figures that go with them."""
+    as_of_ts = resolve_as_of(as_of)
+    capital = _starting_capital(starting_capital)
+    since_arg = optional_timestamp(since, "since")
+    until_arg = optional_timestamp(until, "until")
+    load_until = as_of_ts.floor("D") + DAY if until_arg is None else until_arg
+    if since_arg is not None:
+        check_window(since_arg, load_until)
+    with opened(source) as connection:
+        # Alive in the window: opened before until, still open at since or later (all of them
+        # when since defaults to the first opened_at).
+        positions = load_positions(connection, since=since_arg, until=load_until)
+        # The ledger needs every lot bought before the window: executed orders created before until.
+        orders = load_orders(connection, status="executed", until=load_until, columns=LEDGER_COLUMNS)
+
+    window = metrics.pnl_window(positions, since=since_arg, until=load_until, as_of=as_of_ts)
+    check_window(window.since, window.until)
+    since_ts, until_ts = window.since, window.until
+
+    daily = metrics.daily_realized_pnl(positions, since_ts, until_ts)
+    stats = metrics.trade_stats(positions, since=since_ts, until=until_ts)
+    falls = metrics.drawdown(daily, capital)
+    equity = metrics.equity_curve(daily, capital)
+    exits = metrics.triggered_exits(positions)
+    ledger = metrics.fifo_realized_pnl(orders[in_window(orders["executed_at"], None, until_ts)])
+    fifo = _fifo_in_window(orders, ledger, since_ts, until_ts)
+    reconciliation = metrics.reconcile_fifo_with_positions(
+        fifo, metrics.realized_positions(positions, since_ts, until_ts))
+
+    summary = metrics.pnl_summary(positions, since=since_ts, until=until_ts, starting_capital=capital)
+    summary.update({
+        "wins": stats.wins,
+        "losses": stats.losses,
+        "break_even": stats.break_even,
+        "gross_profit": stats.gross_profit,
+        "gross_loss": stats.gross_loss,
+        "payoff_ratio": stats.payoff_ratio,
+        "largest_win": stats.largest_win,
+        "largest_loss": stats.largest_loss,
+        "ending_equity": equity.iloc[-1] if capital is not None and len(equity) else None,
+        "triggered_exits": len(exits),
+        "fifo_mismatches": int((~reconciliation["matches"]).sum()),
+        "fifo_problems": len(fifo.problems),
+    })
+
+    by_token = metrics.pnl_by(positions, "token", since=since_ts, until=until_ts)
+    by_strategy = metrics.pnl_by(positions, "strategy", since=since_ts, until=until_ts)
+    daily_table = pd.DataFrame({"realized_pnl": daily, "equity": equity, "drawdown": falls.drawdown},
+                               index=daily.index)
+    if falls.drawdown_pct is not None:
+        daily_table["drawdown_pct"] = falls.drawdown_pct
+    tables = {
+        "daily": daily_table,
+        "weekly": metrics.pnl_by_period(daily, "W").to_frame(),
+        "monthly": metrics.pnl_by_period(daily, "M").to_frame(),
+        "by_token": by_token,
+        "by_strategy": by_strategy,
+        "by_user": metrics.pnl_by(positions, "user_id", since=since_ts, until=until_ts),
+        "trade_stats": _trade_stats_table(stats),
+        "triggered_exits": exits,
+        "fifo_reconciliation": reconciliation,
+        "fifo_problems": fifo.problems,
+        "fifo_ledger": ledger.realized,
+    }
+
+    closed = metrics.realized_positions(positions, since_ts, until_ts)
+    figures = {
+        "equity_and_drawdown": _equity_figure(equity, falls, capital),
+        "daily_pnl": plots.daily_pnl_bars(daily, title="Daily realized P&L (UTC day of close)"),
+        "pnl_by_token": _by_figure(by_token, "token"),
+        "pnl_by_strategy": _by_figure(by_strategy, "strategy"),
+        "pnl_distribution": plots.histogram(
+            closed["pnl"], title="Distribution of realized P&L per closed position",
+            xlabel="Realized P&L per position (USD)", marker=0.0, marker_label="break-even"),
+    }
+
+    notes = list(NOTES)
+    if len(fifo.problems):
+        notes.append(f"The order ledger has {len(fifo.problems)} problem order(s) (see "
+                     "fifo_problems): e.g. a sell larger than the holdings.")
+    parameters = base_parameters(source, since_ts, until_ts, as_of_ts)
+    parameters["starting_capital"] = capital
+    return Report(name="pnl", title="P&L report", summary=summary, tables=tables,
+                  figures=figures, parameters=parameters, notes=notes)
+
+
+def _starting_capital(value: object) -> Decimal | None:
+    if value is None:
+        return None
+    capital = metrics.quantize(to_decimal(value, "starting_capital"))
+    if capital <= 0:
+        raise ValueError(f"starting_capital must be > 0 USD (or None for P&L from 0), got {value!r}")
+    return capital
+
+
+def _fifo_in_window(orders: pd.DataFrame, ledger: metrics.FifoResult, since: pd.Timestamp,
+                    until: pd.Timestamp) -> metrics.FifoResult:
+    """FIFO realized P&L of [since, until): the ledger through until minus the ledger through
+    since, per (user_id, token); the problems of orders executed in the window."""
+    before = metrics.fifo_realized_pnl(orders[in_window(orders["executed_at"], None, since)])
+    earlier = {(r.user_id, r.token): r.realized_pnl for r in before.realized.itertuples(index=False)}
+    realized = ledger.realized[["user_id", "token"]].copy()
+    realized["realized_pnl"] = pd.Series(
+        [money_sum([r.realized_pnl, -earlier.get((r.user_id, r.token), ZERO)])
+         for r in ledger.realized.itertuples(index=False)], index=realized.index, dtype=MONEY_TOTAL)
+    problems = ledger.problems[in_window(ledger.problems["executed_at"], since, until)]
+    return metrics.FifoResult(realized=realized, problems=problems.reset_index(drop=True))
+
+
+def _trade_stats_table(stats: metrics.TradeStats) -> pd.DataFrame:
+    rows, units = [], []
+    for field in dataclasses.fields(stats):
+        value = getattr(stats, field.name)
+        rows.append((field.name, value))
+        if "seconds" in field.name:
+            units.append("seconds")
+        elif field.name in ("win_rate", "profit_factor", "payoff_ratio"):
+            units.append("ratio")
+        elif field.name in ("closed_positions", "wins", "losses", "break_even") or "streak" in field.name:
+            units.append("count")
+        else:
+            units.append("USD")
+    return stats_table(rows, units)
+
+
+def _equity_figure(equity: pd.Series, falls: metrics.Drawdown, capital: Decimal | None):
+    if capital is None:
+        return plots.equity_and_drawdown(
+            equity, falls.drawdown, drawdown_unit="USD",
+            title="Cumulative realized P&L and drawdown (no starting capital given)",
+            equity_label="Cumulative realized P&L (USD)")
+    return plots.equity_and_drawdown(
+        equity, falls.drawdown_pct, drawdown_unit="%",
+        title=f"Equity (starting capital {capital:,.2f} USD + realized P&L) and drawdown")
+
+
+def _by_figure(table: pd.DataFrame, key: str):
+    total = pd.Series(table["total"].to_numpy(), index=label_missing(table.index))
+    return plots.horizontal_bars(total, title=f"P&L by {key} (realized + unrealized)",
+                                 xlabel="P&L (USD)")
