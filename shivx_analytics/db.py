@@ -256,14 +256,41 @@ def migrate(url: str | URL | None = None, revision: str = "head") -> None:
     """Upgrade the database at ``url`` to ``revision`` (alembic upgrade)."""
     from alembic import command
 
-    command.upgrade(alembic_config(url), revision)
+    _run_alembic(command.upgrade, url, revision)
 
 
 def downgrade(url: str | URL | None = None, revision: str = "-1") -> None:
     """Downgrade the database at ``url`` to ``revision`` (alembic downgrade)."""
     from alembic import command
 
-    command.downgrade(alembic_config(url), revision)
+    _run_alembic(command.downgrade, url, revision)
+
+
+def _run_alembic(operation, url: str | URL | None, revision: str) -> None:
+    """Run an Alembic command on a plain sync connection handed to env.py.
+
+    Sync, so it also works where an event loop is already running (Jupyter); a plain engine,
+    so SQLite's foreign keys stay off while batch migrations recreate tables.
+    """
+    target = normalize_url(resolve_url(url))
+    engine = sa.create_engine(target, poolclass=sa.pool.NullPool)
+    config = alembic_config(url)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            operation(config, revision)
+    except SQLAlchemyError as exc:
+        if _is_unreachable(exc):
+            raise DatabaseUnavailable(f"cannot reach {mask_url(target)}: {_reason(exc)}") from None
+        raise
+    finally:
+        engine.dispose()
+
+
+def _is_unreachable(exc: SQLAlchemyError) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)) and (
+        "connect" in text or "unable to open" in text)
 
 
 def current_revision(url: str | URL | None = None) -> str | None:

@@ -7,9 +7,7 @@ run instead of skipping.
 
 from __future__ import annotations
 
-import os
 import shutil
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -18,9 +16,9 @@ from sqlalchemy.engine import make_url
 
 from shivx_analytics.db import create_engine, migrate
 
-POSTGRES_URL = os.environ.get("SHIVX_TEST_POSTGRES_URL")
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-BACKENDS = ["sqlite", "postgresql"]
+from _databases import (  # noqa: E402
+    BACKENDS, IN_CI, POSTGRES_URL, create_postgres_database, drop_postgres_database, require_backend,
+)
 
 
 def pytest_configure(config):
@@ -34,47 +32,13 @@ def pytest_terminal_summary(terminalreporter):
     for outcome in ("passed", "failed", "skipped", "error"):
         for report in terminalreporter.stats.get(outcome, []):
             nodeid = getattr(report, "nodeid", "")
-            backend = "postgresql" if "[postgresql" in nodeid or "-postgresql" in nodeid else (
+            backend = "notebooks (nbval)" if ".ipynb" in nodeid else "postgresql" if "[postgresql" in nodeid or "-postgresql" in nodeid else (
                 "sqlite" if "[sqlite" in nodeid or "-sqlite" in nodeid else "backend-independent")
             counts.setdefault(backend, {}).setdefault(outcome, 0)
             counts[backend][outcome] += 1
     terminalreporter.write_sep("-", "tests per backend")
     for backend, outcomes in sorted(counts.items()):
         terminalreporter.write_line(f"{backend}: " + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())))
-
-
-def _admin_engine():
-    return sa.create_engine(make_url(POSTGRES_URL).set(drivername="postgresql+psycopg"),
-                            isolation_level="AUTOCOMMIT")
-
-
-def create_postgres_database(template: str | None = None) -> str:
-    """A new, empty (or template-copied) PostgreSQL database; returns its URL."""
-    name = f"shivx_test_{uuid.uuid4().hex[:12]}"
-    engine = _admin_engine()
-    try:
-        with engine.connect() as connection:
-            suffix = f' TEMPLATE "{template}"' if template else ""
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"{suffix}')
-    finally:
-        engine.dispose()
-    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_postgres_database(url: str) -> None:
-    name = make_url(url).database
-    assert name.startswith("shivx_test_"), f"refusing to drop {name}: not a test database"
-    engine = _admin_engine()
-    try:
-        with engine.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        engine.dispose()
-
-
-def require_backend(backend: str) -> None:
-    if backend == "postgresql" and not POSTGRES_URL:
-        pytest.skip("SHIVX_TEST_POSTGRES_URL not set")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,53 @@
+"""Test databases: create and drop PostgreSQL databases, and the backends under test.
+
+Shared by conftest.py and test modules (a module of its own: notebooks/ has a conftest too).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+POSTGRES_URL = os.environ.get("SHIVX_TEST_POSTGRES_URL")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _admin_engine():
+    return sa.create_engine(make_url(POSTGRES_URL).set(drivername="postgresql+psycopg"),
+                            isolation_level="AUTOCOMMIT")
+
+
+def create_postgres_database(template: str | None = None) -> str:
+    """A new, empty (or template-copied) PostgreSQL database; returns its URL."""
+    name = f"shivx_test_{uuid.uuid4().hex[:12]}"
+    engine = _admin_engine()
+    try:
+        with engine.connect() as connection:
+            suffix = f' TEMPLATE "{template}"' if template else ""
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"{suffix}')
+    finally:
+        engine.dispose()
+    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(url: str) -> None:
+    name = make_url(url).database
+    assert name.startswith("shivx_test_"), f"refusing to drop {name}: not a test database"
+    engine = _admin_engine()
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        engine.dispose()
+
+
+def require_backend(backend: str) -> None:
+    if backend == "postgresql" and not POSTGRES_URL:
+        pytest.skip("SHIVX_TEST_POSTGRES_URL not set")
+
+
