@@ -51,3 +51,16 @@ def require_backend(backend: str) -> None:
         pytest.skip("SHIVX_TEST_POSTGRES_URL not set")
 
 
+
+
+def copy_migrated_database(backend: str, templates: dict[str, str], directory, name: str = "test.db") -> str:
+    """A new database copied from the session's migrated template; returns its URL."""
+    require_backend(backend)
+    if backend == "sqlite":
+        import shutil
+
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / name
+        shutil.copyfile(templates["sqlite"], target)
+        return f"sqlite:///{target}"
+    return create_postgres_database(template=templates["postgresql"])

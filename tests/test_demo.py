@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter, defaultdict, deque
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, localcontext
@@ -12,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from _databases import BACKENDS, POSTGRES_URL, create_postgres_database, drop_postgres_database, require_backend
+from _databases import BACKENDS, POSTGRES_URL, copy_migrated_database, drop_postgres_database, require_backend
 from shivx_analytics import demo
 from shivx_analytics.db import create_engine
 from shivx_analytics.demo import DEMO_PASSWORD, generate_demo_data
@@ -29,12 +28,7 @@ TABLES = {"users": User, "api_keys": APIKey, "positions": Position, "orders": Or
 
 
 def _copy_database(backend: str, templates: dict[str, str], directory) -> str:
-    if backend == "sqlite":
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / "demo.db"
-        shutil.copyfile(templates["sqlite"], target)
-        return f"sqlite:///{target}"
-    return create_postgres_database(template=templates["postgresql"])
+    return copy_migrated_database(backend, templates, directory, "demo.db")
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -9,7 +9,6 @@ frame below is built from the model objects themselves (their properties give th
 from __future__ import annotations
 
 import math
-import shutil
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, localcontext
@@ -25,7 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from _databases import BACKENDS, create_postgres_database, drop_postgres_database, require_backend
+from _databases import BACKENDS, copy_migrated_database, drop_postgres_database, require_backend
 import shivx_analytics as sx
 from shivx_analytics import frames
 from shivx_analytics.db import DatabaseUnavailable, create_engine, mask_url, normalize_url
@@ -166,11 +165,7 @@ def _insert(engine, data) -> None:
 
 
 def _database_url(backend, migrated_templates, directory) -> str:
-    if backend == "sqlite":
-        target = directory / "frames.db"
-        shutil.copyfile(migrated_templates["sqlite"], target)
-        return f"sqlite:///{target}"
-    return create_postgres_database(template=migrated_templates["postgresql"])
+    return copy_migrated_database(backend, migrated_templates, directory, "frames.db")
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
