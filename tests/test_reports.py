@@ -632,3 +632,18 @@ def _assert_renders_clean(report: Report, *, html: bool = True) -> None:
         views.append(re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page))
     for view in views:
         assert not re.search(r"\b(NaN|nan|NaT|<NA>|inf)\b", view)
+
+
+def test_exported_files_are_readable_by_others_as_the_umask_allows(tmp_path):
+    """mkstemp creates 0600 files; an exported report gets the usual 0666 & ~umask."""
+    import os
+    import stat
+
+    from shivx_analytics.reports.base import write_atomic
+
+    previous = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "r.json", b"{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o644
