@@ -10,8 +10,11 @@ AUDIT_TABLE = "security_audit_logs"
 TIMESTAMPED_TABLES = {"users": "user_id", "api_keys": "key_id", "positions": "position_id", "orders": "order_id"}
 
 # Every audit-log column except user_id, whose ON DELETE SET NULL is the one update allowed.
+# The SQLite UPDATE trigger names each column, so a migration that adds audit-log columns
+# recreates it with the new list; earlier migrations pass the list of their own revision
+# (a migration must create the schema of its revision, whatever this module says today).
 AUDIT_IMMUTABLE_COLUMNS = ("log_id", "timestamp", "event_type", "ip_address", "resource", "action",
-                           "success", "details", "request_id")
+                           "success", "details", "request_id", "chain_seq", "prev_hash", "row_hash")
 
 AUDIT_REFUSED = "security_audit_logs is append-only"
 
@@ -100,10 +103,25 @@ def expected_trigger_names(dialect: str) -> set[str]:
     return names | {f"trg_{table}_updated_at" for table in TIMESTAMPED_TABLES}
 
 
-def install_all(execute, dialect: str) -> None:
-    """Create every trigger; ``execute`` runs one SQL string (e.g. ``op.execute``)."""
-    for statement in audit_log_trigger_sql(dialect):
+def install_audit_log_triggers(execute, dialect: str,
+                               columns: tuple[str, ...] = AUDIT_IMMUTABLE_COLUMNS) -> None:
+    """(Re)create the audit log's triggers; SQLite's UPDATE trigger checks ``columns``."""
+    for statement in audit_log_trigger_sql(dialect, columns):
         execute(statement)
+
+
+def remove_audit_log_triggers(execute, dialect: str) -> None:
+    for statement in drop_audit_log_trigger_sql(dialect):
+        execute(statement)
+
+
+def install_all(execute, dialect: str, audit_columns: tuple[str, ...] = AUDIT_IMMUTABLE_COLUMNS) -> None:
+    """Create every trigger; ``execute`` runs one SQL string (e.g. ``op.execute``).
+
+    ``audit_columns``: the audit-log columns SQLite's UPDATE trigger keeps unchanged (every
+    column but user_id, as the calling migration's revision has them).
+    """
+    install_audit_log_triggers(execute, dialect, audit_columns)
     for table, primary_key in TIMESTAMPED_TABLES.items():
         for statement in updated_at_trigger_sql(dialect, table, primary_key):
             execute(statement)

@@ -69,7 +69,8 @@ def test_migrate_reaches_head_and_is_idempotent(backend, fresh_url):
     assert current_revision(fresh_url) == head_revision()
     engine = create_engine(fresh_url)
     try:
-        assert _tables(engine) == {"users", "api_keys", "positions", "orders", "security_audit_logs"}
+        assert _tables(engine) == {"users", "api_keys", "positions", "orders", "security_audit_logs",
+                                   "security_audit_chain"}
     finally:
         engine.dispose()
 

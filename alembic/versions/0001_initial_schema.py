@@ -23,6 +23,11 @@ down_revision: Union[str, Sequence[str], None] = None
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
+# The audit-log columns at this revision that SQLite's UPDATE trigger keeps unchanged (all but
+# user_id), frozen here: later revisions add columns and recreate the trigger themselves.
+AUDIT_IMMUTABLE_COLUMNS = ("log_id", "timestamp", "event_type", "ip_address", "resource", "action",
+                           "success", "details", "request_id")
+
 
 def upgrade() -> None:
     """Upgrade schema."""
@@ -167,7 +172,7 @@ def upgrade() -> None:
     op.create_index(op.f('ix_orders_user_id'), 'orders', ['user_id'], unique=False)
     op.create_index('ix_orders_user_id_token_executed_at', 'orders', ['user_id', 'token', 'executed_at'], unique=False)
     # ### end Alembic commands ###
-    triggers.install_all(op.execute, op.get_context().dialect.name)
+    triggers.install_all(op.execute, op.get_context().dialect.name, audit_columns=AUDIT_IMMUTABLE_COLUMNS)
 
 
 def downgrade() -> None:

@@ -14,6 +14,7 @@ from shivx_analytics.models.order import (
     Order, OrderCreate, OrderRead, build_order, calculate_slippage, expected_out,
 )
 from shivx_analytics.models.audit_log import EVENT_TYPES, SecurityAuditLog, SecurityAuditLogCreate, SecurityAuditLogRead
+from shivx_analytics.models.audit_chain import append_audit_entries, security_audit_chain  # + the ORM's chain hook
 
 __all__ = [
     "NAMING_CONVENTION", "metadata", "utcnow",
@@ -24,4 +25,5 @@ __all__ = [
     "Position", "PositionCreate", "PositionRead", "PositionUpdate", "build_position", "quantize_money",
     "Order", "OrderCreate", "OrderRead", "build_order", "calculate_slippage", "expected_out",
     "EVENT_TYPES", "SecurityAuditLog", "SecurityAuditLogCreate", "SecurityAuditLogRead",
+    "append_audit_entries", "security_audit_chain",
 ]

@@ -1,4 +1,8 @@
-"""The security audit log: append-only; the database refuses UPDATE, DELETE and TRUNCATE."""
+"""The security audit log: append-only; the database refuses UPDATE, DELETE and TRUNCATE.
+
+Rows form a hash chain (models/audit_chain.py): chain_seq, prev_hash and row_hash are assigned
+when a row is flushed through the ORM (or written with ``append_audit_entries``), never by callers.
+"""
 
 
 import uuid
@@ -41,6 +45,13 @@ class SecurityAuditLog(SecurityAuditLogBase, table=True):
     log_id: uuid.UUID = Field(default_factory=new_uuid, primary_key=True)
     timestamp: datetime = UTCField(default_factory=utcnow, primary_key=True, index=True)
 
+    # The hash chain, filled in at flush time (None until then): the row's position (1, 2, ...),
+    # the previous row's row_hash ('0' * 64 for the first row) and
+    # sha256(prev_hash + "\n" + canonical content). See models/audit_chain.py.
+    chain_seq: int | None = Field(default=None, sa_type=sa.BigInteger, nullable=False, index=True, unique=True)
+    prev_hash: str | None = Field(default=None, min_length=64, max_length=64, nullable=False)
+    row_hash: str | None = Field(default=None, min_length=64, max_length=64, nullable=False)
+
     @classmethod
     def create_entry(
         cls,
@@ -74,3 +85,6 @@ class SecurityAuditLogCreate(SecurityAuditLogBase):
 class SecurityAuditLogRead(SecurityAuditLogBase):
     log_id: uuid.UUID
     timestamp: datetime
+    chain_seq: int | None = None
+    prev_hash: str | None = None
+    row_hash: str | None = None
