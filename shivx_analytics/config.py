@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,14 @@ class Settings(BaseSettings):
     sqlite_busy_timeout: float = Field(default=30.0, ge=0, description="seconds SQLite waits on a locked file")
     lockout_threshold: int = Field(default=5, ge=1, description="consecutive failed logins that lock an account")
     lockout_minutes: float = Field(default=15.0, gt=0)
+    statement_timeout_ms: int | None = Field(
+        default=None, ge=1, description="cancel a statement that runs longer (PostgreSQL statement_timeout; "
+                                        "SQLite: interrupted by a progress handler); None = no limit")
+    # TLS for PostgreSQL, as libpq names them; a value in the URL's query wins over these
+    db_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    db_sslrootcert: str | None = Field(default=None, description="CA certificate file (verify-ca, verify-full)")
+    db_sslcert: str | None = Field(default=None, description="client certificate file")
+    db_sslkey: str | None = Field(default=None, description="client private key file")
 
     @property
     def lockout_period(self) -> timedelta:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -22,14 +24,26 @@ from shivx_analytics.config import Settings, get_settings
 __all__ = [
     "DatabaseUnavailable", "normalize_url", "mask_url", "create_engine", "create_async_engine",
     "init_db", "close_db", "get_db", "get_session", "health_check", "HealthStatus", "connect", "resolve_url",
+    "StatementTimeout", "run_in_transaction", "is_retryable", "is_connection_lost",
 ]
 
 SYNC_DRIVERS = {"postgresql": "postgresql+psycopg", "sqlite": "sqlite"}
 ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
 
 
+TLS_PARAMETERS = ("sslmode", "sslrootcert", "sslcert", "sslkey")  # libpq's names, in URL query or Settings
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock detected
+SQLITE_PROGRESS_STEPS = 1_000  # SQLite VM instructions between two statement-timeout checks
+
+T = TypeVar("T")
+
+
 class DatabaseUnavailable(RuntimeError):
     """The database could not be reached; the message carries the URL with its password masked."""
+
+
+class StatementTimeout(RuntimeError):
+    """A statement ran longer than Settings.statement_timeout_ms and was cancelled."""
 
 
 def resolve_url(url: str | URL | None = None) -> str:
@@ -61,13 +75,21 @@ def mask_url(url: str | URL) -> str:
 
 
 def create_engine(url: str | URL | None = None, *, settings: Settings | None = None, **kwargs: Any) -> Engine:
-    """A sync engine: pooled for PostgreSQL; foreign keys, WAL and a busy timeout for SQLite."""
+    """A sync engine: pooled for PostgreSQL; foreign keys, WAL and a busy timeout for SQLite.
+
+    From the settings: TLS (SHIVX_DB_SSLMODE ..., where the URL names none) and the statement
+    timeout (SHIVX_STATEMENT_TIMEOUT_MS), whose expiry raises StatementTimeout.
+    """
     settings = settings or get_settings()
     target = normalize_url(resolve_url(url) if url is None or isinstance(url, str) else url)
-    options = _engine_options(target, settings) | kwargs
-    engine = sa.create_engine(target, **options)
+    options = _engine_options(target, settings)
+    if target.get_backend_name() == "postgresql":
+        # in the URL, not only connect_args: the loaders' DuckDB/libpq path reads engine.url
+        target = _with_postgres_settings(target, settings)
+    engine = sa.create_engine(target, **(options | kwargs))
     if target.get_backend_name() == "sqlite":
         _configure_sqlite(engine, target, settings)
+    _report_statement_timeouts(engine, settings)
     return engine
 
 
@@ -76,10 +98,13 @@ def create_async_engine(url: str | URL | None = None, *, settings: Settings | No
     """An async engine (asyncpg or aiosqlite) with the same settings as create_engine."""
     settings = settings or get_settings()
     target = normalize_url(resolve_url(url) if url is None or isinstance(url, str) else url, asynchronous=True)
-    options = _engine_options(target, settings) | kwargs
-    engine = sa_create_async_engine(target, **options)
+    options = _engine_options(target, settings)
+    if target.get_backend_name() == "postgresql":
+        target, options["connect_args"] = _asyncpg_connect_args(target, settings)
+    engine = sa_create_async_engine(target, **(options | kwargs))
     if target.get_backend_name() == "sqlite":
         _configure_sqlite(engine.sync_engine, target, settings)
+    _report_statement_timeouts(engine.sync_engine, settings)
     return engine
 
 
@@ -97,17 +122,95 @@ def _engine_options(url: URL, settings: Settings) -> dict[str, Any]:
     return options
 
 
+def _tls_parameters(url: URL, settings: Settings) -> dict[str, str]:
+    """sslmode and certificate files: the URL's query, else the settings (SHIVX_DB_SSLMODE, ...)."""
+    chosen = {name: getattr(settings, f"db_{name}") for name in TLS_PARAMETERS}
+    chosen |= {name: url.query[name] for name in TLS_PARAMETERS if name in url.query}
+    return {name: str(value) for name, value in chosen.items() if value is not None}
+
+
+def _with_postgres_settings(url: URL, settings: Settings) -> URL:
+    """psycopg (and libpq) read TLS settings and ``options=-c statement_timeout=N`` from the URL query."""
+    query = _tls_parameters(url, settings)
+    if settings.statement_timeout_ms is not None:
+        existing = url.query.get("options")
+        existing = " ".join(existing) if isinstance(existing, tuple) else existing
+        timeout = f"-c statement_timeout={settings.statement_timeout_ms}"
+        query["options"] = f"{existing} {timeout}" if existing else timeout
+    return url.update_query_dict(query) if query else url
+
+
+def _asyncpg_connect_args(url: URL, settings: Settings) -> tuple[URL, dict[str, Any]]:
+    """asyncpg takes TLS settings only from a DSN and the timeout as a server setting."""
+    connect_args: dict[str, Any] = {}
+    tls = _tls_parameters(url, settings)
+    if tls:
+        connect_args["dsn"] = "postgresql://?" + urlencode(tls)
+        url = url.difference_update_query(TLS_PARAMETERS)
+    if settings.statement_timeout_ms is not None:
+        connect_args["server_settings"] = {"statement_timeout": str(settings.statement_timeout_ms)}
+    return url, connect_args
+
+
+def _report_statement_timeouts(engine: Engine, settings: Settings) -> None:
+    """A statement cancelled by the statement timeout raises StatementTimeout, naming the limit."""
+    limit_ms = settings.statement_timeout_ms
+    if limit_ms is None:
+        return
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context):  # noqa: ANN001
+        original = context.original_exception
+        clock = _statement_clock(context.connection)
+        timed_out = (clock is not None and clock.fired) or (
+            getattr(original, "sqlstate", None) == "57014" and "statement timeout" in str(original))
+        if timed_out:
+            return StatementTimeout(
+                f"statement cancelled: it ran longer than the statement timeout of {limit_ms} ms "
+                "(Settings.statement_timeout_ms / SHIVX_STATEMENT_TIMEOUT_MS); narrow the query "
+                "or raise the limit")
+        return None
+
+
+class _StatementClock:
+    """SQLite's statement timeout: a progress handler interrupts a statement past its deadline."""
+
+    def __init__(self, limit_ms: int):
+        self.limit = limit_ms / 1000
+        self.deadline: float | None = None
+        self.fired = False
+
+    def start(self) -> None:
+        self.deadline, self.fired = time.monotonic() + self.limit, False
+
+    def stop(self) -> None:
+        self.deadline = None
+
+    def expired(self) -> int:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.fired = True
+            return 1  # non-zero: SQLite abandons the statement ("interrupted")
+        return 0
+
+
+def _statement_clock(connection: Connection | None) -> _StatementClock | None:
+    if connection is None or connection.closed or connection.invalidated:
+        return None
+    return connection.connection.info.get("shivx_statement_clock")
+
+
 def _is_file_database(url: URL) -> bool:
     return bool(url.database) and url.database != ":memory:" and not url.database.startswith("file::memory:")
 
 
 def _configure_sqlite(engine: Engine, url: URL, settings: Settings) -> None:
-    """Foreign keys on every application connection; WAL for files; a busy timeout."""
+    """Foreign keys on every application connection; WAL for files; a busy timeout; the statement timeout."""
     wal = _is_file_database(url)
     busy_ms = int(settings.sqlite_busy_timeout * 1000)
+    limit_ms = settings.statement_timeout_ms
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):  # noqa: ANN001
+    def _on_connect(dbapi_connection, record):  # noqa: ANN001
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute("PRAGMA foreign_keys=ON")
@@ -117,6 +220,27 @@ def _configure_sqlite(engine: Engine, url: URL, settings: Settings) -> None:
                 cursor.execute("PRAGMA synchronous=NORMAL")
         finally:
             cursor.close()
+        if limit_ms is not None and hasattr(dbapi_connection, "set_progress_handler"):  # sqlite3, not aiosqlite
+            clock = _StatementClock(limit_ms)
+            record.info["shivx_statement_clock"] = clock
+            dbapi_connection.set_progress_handler(clock.expired, SQLITE_PROGRESS_STEPS)
+
+    if limit_ms is None:
+        return
+
+    # The clock runs from a statement's start; it stops once a statement that returns no rows has
+    # run, and a query's rows are fetched within its own limit (sqlite3 steps the query as rows are read).
+    @event.listens_for(engine, "before_cursor_execute")
+    def _start_clock(connection, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        clock = _statement_clock(connection)
+        if clock is not None:
+            clock.start()
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _stop_clock(connection, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        clock = _statement_clock(connection)
+        if clock is not None and cursor.description is None:
+            clock.stop()
 
 
 # The application's engine and session factory, for init_db / get_db (the seed's FastAPI wiring).
@@ -178,6 +302,59 @@ def _engine_for(source: Any) -> tuple[Engine | Connection, bool]:
     if isinstance(source, (Engine, Connection)):
         return source, False
     return create_engine(source), True
+
+
+def run_in_transaction(engine: Engine, work: Callable[[Connection], T], *, attempts: int = 5,
+                       on_retry: Callable[[int, BaseException], None] | None = None) -> T:
+    """``work(connection)`` in a transaction, committed; retried on a serialization failure or deadlock.
+
+    PostgreSQL SQLSTATE 40001 / 40P01 roll the transaction back and run ``work`` again in a fresh
+    one, up to ``attempts`` times in all, with jittered exponential backoff (``work`` must be
+    safe to repeat: all its effects are in the transaction). SQLite starts the transaction with
+    BEGIN IMMEDIATE, so a second writer waits for the busy timeout instead of failing when a
+    read turns into a write. ``on_retry(attempt, error)`` is called before each retry.
+    """
+    if attempts < 1:
+        raise ValueError(f"attempts must be >= 1, got {attempts}")
+    for attempt in range(1, attempts + 1):
+        try:
+            with engine.connect() as connection, connection.begin():
+                if connection.dialect.name == "sqlite":
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
+                return work(connection)
+        except sa.exc.DBAPIError as exc:
+            if attempt == attempts or not is_retryable(exc):
+                raise
+            if on_retry is not None:
+                on_retry(attempt, exc)
+            time.sleep(min(1.0, 0.02 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for PostgreSQL serialization failures (40001) and deadlocks (40P01)."""
+    return _sqlstate(exc) in RETRYABLE_SQLSTATES
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """True if ``exc`` says the database went away or could not be reached (SQLAlchemy's or the driver's)."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    state = _sqlstate(exc) or ""
+    if state.startswith("08") or state in ("57P01", "57P02", "57P03"):  # connection exception; shutdowns
+        return True
+    original = getattr(exc, "orig", None) or exc
+    if isinstance(original, ConnectionError):  # the socket itself (asyncpg raises these too)
+        return True
+    # DB-API drivers name their classes alike (psycopg, sqlite3): connection trouble is Operational
+    operational = type(original).__name__ in ("OperationalError", "InterfaceError")
+    text = str(original).lower()
+    return operational and ("connect" in text or "unable to open" in text)
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    original = getattr(exc, "orig", None) or exc
+    return getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ What the data promise (DESIGN.md semantics, checked by tests/test_demo.py):
 
 Rows are written with the driver's bulk path (sqlite3 executemany, PostgreSQL COPY) as the exact
 text the column types in types.py produce, all tables in one transaction.
+The audit rows form a valid hash chain (models/audit_chain.py): chain_seq, prev_hash and row_hash
+are computed in Python as the batches are formatted, from the chain's tip (locked for the
+transaction), and the tip in security_audit_chain is moved to the last row at the end.
 """
 
 from __future__ import annotations
@@ -50,10 +53,11 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from shivx_analytics import security
-from shivx_analytics.db import create_engine
+from shivx_analytics.db import create_engine, run_in_transaction
 from shivx_analytics.models import (
     APIKey, Order, OrderAction, Position, SecurityAuditLog, User, calculate_slippage, expected_out,
 )
+from shivx_analytics.models.audit_chain import CHAIN_TABLE, ChainTip, lock_chain, store_tip
 
 __all__ = ["generate_demo_data", "parse_scale", "is_seeded", "SCALES", "DEMO_PASSWORD", "HISTORY_DAYS"]
 
@@ -87,20 +91,40 @@ def generate_demo_data(source: Any, *, seed: int = 0, scale: str | int = "small"
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     as_of_time = _resolve_as_of(as_of)
-    with _transaction(source) as connection:
+    built: list[_Table] = []
+
+    def write(connection: Connection) -> None:
         if connection.dialect.name not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported database {connection.dialect.name!r}: use SQLite or PostgreSQL")
         _refuse_unless_empty(connection)
-        tables = _DemoBuilder(int(seed), n_orders, as_of_time).build()
-        _write_tables(connection, tables, progress=progress)
-    return {table.name: table.n_rows for table in tables}
+        if not built:  # once, even if the transaction is retried
+            built.extend(_DemoBuilder(int(seed), n_orders, as_of_time).build())
+        chained = [table.chain for table in built if table.chain is not None]
+        for chain in chained:  # audit rows link to the chain's tip, locked until the transaction ends
+            chain.restart(lock_chain(connection))
+        _write_tables(connection, built, progress=progress)
+        for chain in chained:
+            store_tip(connection, chain.tip)
+
+    if isinstance(source, (Engine, str, sa.URL)):
+        # our own transaction: retried on a serialization failure or deadlock, all or nothing
+        engine = source if isinstance(source, Engine) else create_engine(source)
+        try:
+            run_in_transaction(engine, write)
+        finally:
+            if engine is not source:
+                engine.dispose()
+    else:
+        with _transaction(source) as connection:
+            write(connection)
+    return {table.name: table.n_rows for table in built}
 
 
 # Arguments
 
 
 def _orders_for(scale: str | int) -> int:
-    if isinstance(scale, str) and scale.strip().isdigit():
+    if isinstance(scale, str) and scale.strip().isdecimal():  # not isdigit: int("²") fails
         scale = int(scale.strip())
     if isinstance(scale, str) and scale in SCALES:
         return SCALES[scale]
@@ -156,7 +180,7 @@ def _transaction(source: Any) -> Iterator[Connection]:
 
 def _refuse_unless_empty(connection: Connection) -> None:
     inspector = sa.inspect(connection)
-    missing = [name for name in TABLE_ORDER if not inspector.has_table(name)]
+    missing = [name for name in (*TABLE_ORDER, CHAIN_TABLE) if not inspector.has_table(name)]
     if missing:
         raise ValueError(f"the database has no {', '.join(missing)} table(s): run the migrations first "
                          "(sx.migrate(url) or `shivx-analytics db upgrade`)")
@@ -181,6 +205,7 @@ class _Table:
     name: str
     n_rows: int
     columns: dict[str, "_Column"]
+    chain: "_AuditChain | None" = None  # the audit log's hash chain, linked as its rows are formatted
 
     def rows(self, start: int, stop: int, dialect: str) -> list[tuple]:
         return list(zip(*(column.values(start, stop, dialect) for column in self.columns.values())))
@@ -372,6 +397,49 @@ class _Computed(_Column):
 
     def values(self, start, stop, dialect):
         return self.compute(start, stop)
+
+
+class _AuditChain:
+    """chain_seq, prev_hash and row_hash of the audit rows (models/audit_chain.py), computed in
+    Python while the batches are formatted, in order: each row links to the one before it."""
+
+    def __init__(self, content: Callable[[int, int], list[dict[str, Any]]]):
+        self.content = content  # (start, stop) -> the hashed fields of those rows
+        self.restart(ChainTip())
+
+    def restart(self, tip: ChainTip) -> None:
+        self.tip = ChainTip(tip.last_seq, tip.last_hash)
+        self._next = 0
+        self._last: tuple[int, int, tuple[list, list, list]] | None = None
+
+    def values(self, start: int, stop: int) -> tuple[list, list, list]:
+        if self._last is not None and self._last[:2] == (start, stop):
+            return self._last[2]
+        if start != self._next:
+            raise RuntimeError(f"audit rows {start}..{stop} formatted out of order (next is {self._next}): "
+                               "the hash chain links each row to the one before")
+        link = self.tip.link
+        seqs, prevs, hashes = [], [], []
+        for entry in self.content(start, stop):
+            seq, prev, digest = link(entry)
+            seqs.append(seq)
+            prevs.append(prev)
+            hashes.append(digest)
+        self._next = stop
+        self._last = (start, stop, (seqs, prevs, hashes))
+        return self._last[2]
+
+
+def _last_slice(compute: Callable[[int, int], list]) -> Callable[[int, int], list]:
+    """compute(start, stop), remembering the last slice (a column the chain reads as well)."""
+    last: list = [None, None]
+
+    def cached(start: int, stop: int) -> list:
+        if last[0] != (start, stop):
+            last[:] = [(start, stop), compute(start, stop)]
+        return last[1]
+
+    return cached
 
 
 # The data
@@ -1487,13 +1555,15 @@ class _DemoBuilder:
         request_ids = self.rng.integers(0, 2**63, size=n, dtype=np.int64)
         dkind, darg = columns["dkind"], columns["darg"]
 
+        @_last_slice
         def request_id_values(start: int, stop: int) -> list:
             return [f"req_{value:016x}" for value in request_ids[start:stop].tolist()]
 
+        @_last_slice
         def details_values(start: int, stop: int) -> list:
             return self._details(dkind[start:stop], darg[start:stop])
 
-        return _Table("security_audit_logs", n, {
+        stored = {
             "log_id": _Ids(log_ids),
             "timestamp": _Times(columns["ts"]),
             "event_type": _Codes(columns["event"], EVENT_TYPES),
@@ -1504,7 +1574,26 @@ class _DemoBuilder:
             "success": _Plain(columns["success"]),
             "details": _Computed(details_values),
             "request_id": _Computed(request_id_values),
-        })
+        }
+        times = columns["ts"]
+
+        def chain_content(start: int, stop: int) -> list[dict[str, Any]]:
+            """The hashed fields of rows start..stop (user_id is not hashed), as the chain's text."""
+            iso = np.datetime_as_string(times[start:stop].astype("datetime64[us]"), unit="us").tolist()
+            fields = zip(_uuid_strings(log_ids[start:stop]), iso, *(
+                stored[name].values(start, stop, "")
+                for name in ("event_type", "ip_address", "resource", "action", "success", "details", "request_id")))
+            return [{"log_id": log_id, "timestamp": f"{time}+00:00", "event_type": event_type,
+                     "ip_address": ip_address, "resource": resource, "action": action, "success": success,
+                     "details": details, "request_id": request_id}
+                    for log_id, time, event_type, ip_address, resource, action, success, details, request_id in fields]
+
+        chain = _AuditChain(chain_content)
+        return _Table("security_audit_logs", n, stored | {
+            "chain_seq": _Computed(lambda start, stop: chain.values(start, stop)[0]),
+            "prev_hash": _Computed(lambda start, stop: chain.values(start, stop)[1]),
+            "row_hash": _Computed(lambda start, stop: chain.values(start, stop)[2]),
+        }, chain=chain)
 
     def _details(self, dkind: np.ndarray, darg: np.ndarray) -> list[str]:
         """The details JSON of a slice of audit rows, as json.dumps(..., sort_keys=True) writes it."""
@@ -1564,7 +1653,7 @@ def _urlsafe(raw: bytes) -> str:
 def parse_scale(scale: str | int) -> str | int:
     """``scale`` as generate_demo_data accepts it ("small", "medium", "large" or a number of orders)."""
     _orders_for(scale)
-    if isinstance(scale, str) and scale.strip().isdigit():
+    if isinstance(scale, str) and scale.strip().isdecimal():  # not isdigit: int("²") fails
         return int(scale.strip())
     return scale
 

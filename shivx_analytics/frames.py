@@ -28,7 +28,8 @@ How a load runs (ORM objects are never built):
    statement with its parameters; the scanner reads through binary COPY on parallel connections
    (ctid ranges, one exported snapshot) and pushes the filters into those COPY queries (DuckDB
    quotes the values there). A filtered load reads through one connection, so PostgreSQL can use
-   its indexes. SQLite: ADBC's SQLite driver runs the statement with its parameters.
+   its indexes. SQLite: the standard library's sqlite3 runs the statement with its parameters
+   (the same SQLite as the engines: a second copy in the process corrupts WAL databases).
 3. Arrow converts the columns batch by batch (SQLite text -> decimal128 and timestamps, 32-hex
    ids -> dashed ids) on two threads, computes the derived money exactly, sorts the whole frame
    by time then id (cheaper than the database's sort, and without a second copy of the rows held
@@ -42,7 +43,9 @@ time went to four NUMERIC columns; casting them to text in SQL brought ADBC to a
 above DuckDB), and the bare binary COPY took 1.7-2.2 s: DuckDB gets near that single-connection
 floor because it reads with two PostgreSQL backends at once. On SQLite, ADBC (2.0-2.5 s) beat
 DuckDB's scanner (2.7-3.3 s), and uses the indexes: DuckDB's SQLite scanner pushes no filters
-down and scanned all 1M rows for a token filter (0.74 s against 0.10 s).
+down and scanned all 1M rows for a token filter (0.74 s against 0.10 s). Both bundle their own
+copy of SQLite, which corrupts a WAL database that the process also writes through sqlite3
+(see _sqlite_batches), so SQLite is read through sqlite3: about 2.5x ADBC's time for 1M orders.
 
 Sources: an Engine, a URL string, a Connection or a Session. The fast paths open their own
 read-only connection from the source's URL, so they see committed data. A Connection or Session
@@ -69,7 +72,7 @@ from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import numpy as np
 import pandas as pd
@@ -424,8 +427,19 @@ def _parser(argument: str, kind: str | type[Enum]) -> Callable[[Any], Any]:
     def parse_text(item):
         if not isinstance(item, str):
             raise ValueError(f"{argument}={item!r} must be a string (or a list of strings)")
+        if "\x00" in item or not item.isascii() and _has_surrogate(item):  # no stored text holds these
+            raise ValueError(f"{argument}={item!r} cannot match anything: text with a NUL character or "
+                             "an unpaired surrogate is not valid in the database")
         return item
     return parse_text
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _output_columns(frame: _Frame, columns: Sequence[str] | None) -> list[str]:
@@ -757,59 +771,64 @@ def _batches(target: _Target, query: _Query, fetch: list[str], size: int | None,
 
 def _positional(statement: sa.ClauseElement, dialect) -> tuple[str, list[Any]]:
     compiled = statement.compile(dialect=dialect)
-    return str(compiled), [compiled.params[name] for name in (compiled.positiontup or [])]
+    values = compiled.params  # computed afresh on every access: once, not once per parameter
+    return str(compiled), [values[name] for name in (compiled.positiontup or [])]
 
 
-# SQLite through ADBC.
-# The driver infers each column's type from its first batch of rows, so a column that is null
-# there and text later fails ("expected INT64 but got STRING"). A first row of typed constants
-# (dropped again below) pins every column's type for the whole result.
+# SQLite through the standard library's sqlite3, the SQLite that SQLAlchemy's engines use.
+# Not through ADBC's driver (which bundles a second copy of SQLite): two copies of SQLite in one
+# process corrupt a WAL database (sqlite.org/howtocorrupt.html, 2.3). Each copy sees the other's
+# POSIX locks as its own, so a reader opening the file truncated the shared-memory wal-index under
+# the engine's connections: writers beside a load died of SIGBUS or left "database disk image is
+# malformed" (tests/test_load.py). Rows arrive as tuples and become Arrow columns, text or int64
+# as SQLite stores them, so the converters in _arrow.py see what ADBC handed them.
 
 _SQLITE_BATCH_ROWS = 65_536
 
 
 def _sqlite_batches(url: URL, query: _Query, fetch: list[str], size: int | None, ordered: bool) -> Iterator[pa.Table]:
-    import adbc_driver_sqlite.dbapi as adbc_sqlite
+    import sqlite3
+
+    from shivx_analytics.config import get_settings
 
     frame = query.frame
     t = frame.table
     bind = _binder("sqlite")
-    pin = sa.select(*[sa.literal_column("0" if frame.column(n).kind in ("int", "bool") else "'0'").label(n)
-                      for n in fetch], sa.literal_column("0").label("_pin"))
-    rows = sa.select(*[t.c[n].label(n) for n in fetch], sa.literal_column("1").label("_pin")).where(
-        *[condition(t, bind) for condition in query.conditions])
-    statement = sa.union_all(pin, rows)
+    statement = sa.select(*[t.c[n].label(n) for n in fetch]).where(*[condition(t, bind) for condition in query.conditions])
     if ordered:
-        statement = statement.order_by(sa.literal_column("_pin"), sa.literal_column(frame.time),
-                                       sa.literal_column(frame.id))
+        statement = statement.order_by(t.c[frame.time], t.c[frame.id])
     sql, params = _positional(statement, SQLiteDialect())
     path = Path(url.database)
     if not path.exists():
         raise DatabaseUnavailable(f"cannot read {mask_url(url)}: no such SQLite file")
+    types = [pa.int64() if frame.column(n).kind in ("int", "bool") else pa.string() for n in fetch]
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-    connection = adbc_sqlite.connect(uri)
-    cursor = connection.cursor()
-    first = True
+    connection = sqlite3.connect(uri, uri=True, timeout=get_settings().sqlite_busy_timeout, check_same_thread=False)
     try:
-        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(min(size or _SQLITE_BATCH_ROWS,
-                                                                                  _SQLITE_BATCH_ROWS))})
         try:
-            cursor.execute(sql, parameters=params)
-            reader = cursor.fetch_record_batch()
-        except Exception as exc:  # the driver's own error classes
+            cursor = connection.execute(sql, params)
+        except sqlite3.Error as exc:
             raise LoadError(f"loading {frame.name} from {mask_url(url)}: {_first_line(exc)}") from None
-        for batch in reader:
-            table = pa.Table.from_batches([batch])
-            if first:  # SQLite runs the parts of a UNION ALL in order: the pin row comes first
-                first = False
-                if table.num_rows and table.column("_pin")[0].as_py() == 0:
-                    table = table.slice(1)
-                else:
-                    table = table.filter(pc.not_equal(table.column("_pin"), 0))
-            yield table.drop_columns(["_pin"])
+        rows_per_batch = min(size or _SQLITE_BATCH_ROWS, _SQLITE_BATCH_ROWS)
+        while True:
+            try:
+                rows = cursor.fetchmany(rows_per_batch)
+            except sqlite3.Error as exc:
+                raise LoadError(f"loading {frame.name} from {mask_url(url)}: {_first_line(exc)}") from None
+            if not rows:
+                return
+            yield pa.table([_sqlite_array(column, kind) for column, kind in zip(zip(*rows), types)], names=fetch)
     finally:
-        cursor.close()
         connection.close()
+
+
+def _sqlite_array(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
+    """A column of one batch; a value stored with another SQLite type than its column's is converted."""
+    try:
+        return pa.array(values, arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        convert = str if arrow_type == pa.string() else int
+        return pa.array([None if v is None else convert(v) for v in values], arrow_type)
 
 
 # PostgreSQL through DuckDB's postgres scanner (one DuckDB instance per process, the extension
@@ -858,7 +877,7 @@ def _duckdb_batches(url: URL, query: _Query, fetch: list[str], size: int | None,
 
     frame = query.frame
     sql, params = _positional(query.select(fetch, "postgresql", ordered=ordered), PGDialect(paramstyle="numeric_dollar"))
-    libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    libpq = _libpq_uri(url)
     alias = f"shivx_{uuid.uuid4().hex}"
     schema = frame.table.schema or "public"
     cursor = _duckdb().cursor()
@@ -890,6 +909,13 @@ def _duckdb_batches(url: URL, query: _Query, fetch: list[str], size: int | None,
                 cursor.execute(f"DETACH {alias}")
         finally:
             cursor.close()
+
+
+def _libpq_uri(url: URL) -> str:
+    """``url`` as libpq reads it: query values (sslrootcert, options ...) percent-encoded, since
+    libpq takes '+' literally where SQLAlchemy's rendering means a space."""
+    base = url.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+    return f"{base}?{urlencode(dict(url.query), doseq=True, quote_via=quote)}" if url.query else base
 
 
 def _duckdb_error(exc: Exception, url: URL, frame: _Frame) -> Exception:
