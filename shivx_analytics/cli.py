@@ -52,17 +52,12 @@ def run_guarded(work):
     except ValueError as exc:
         raise fail(str(exc), Exit.BAD_ARGUMENTS) from None
     except Exception as exc:  # the work failed: say what, never with a secret in it
-        if _is_connection_error(exc):
-            raise fail(f"database unreachable: {_first_line(exc)}", Exit.DATABASE_UNREACHABLE) from None
+        if db.is_connection_lost(exc):
+            raise fail(f"database unreachable or connection lost: {_first_line(exc)}",
+                       Exit.DATABASE_UNREACHABLE) from None
+        if isinstance(exc, OSError):  # writing the output failed: unwritable, disk full, file too large
+            raise fail(f"cannot write {exc.filename or 'the output'}: {exc.strerror or exc}", Exit.FAILED) from None
         raise fail(f"{type(exc).__name__}: {_first_line(exc)}", Exit.FAILED) from None
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    import sqlalchemy.exc as sa_exc
-
-    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, ConnectionError)) and (
-        "connect" in str(exc).lower() or "unable to open" in str(exc).lower()
-    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -158,10 +153,13 @@ def _parse_when(value: Optional[str], name: str):
 
     try:
         stamp = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise fail(f"--{name.replace('_', '-')} {value!r} is not an ISO date or datetime", Exit.BAD_ARGUMENTS) from None
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.to_pydatetime()
+        if pd.isna(stamp):  # "NaT", "nan": no instant at all
+            raise ValueError(value)
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        return stamp.to_pydatetime()  # years outside 1..9999 (e.g. "-1") fail here
+    except (ValueError, TypeError, OverflowError):
+        raise fail(f"--{name.replace('_', '-')} {value!r} is not an ISO date or datetime in the years 1-9999 "
+                   "UTC (e.g. 2025-10-28 or 2025-10-28T12:00:00Z)", Exit.BAD_ARGUMENTS) from None
 
 
 @app.command("seed")
@@ -209,6 +207,8 @@ def report(
     window = {"since": _parse_when(since, "since"), "until": _parse_when(until, "until"),
               "as_of": _parse_when(as_of, "as_of")}
     capital = _decimal_option(starting_capital, "starting_capital")
+    if capital is not None and capital <= 0:  # refused before any connection is made
+        raise fail(f"--starting-capital must be > 0 USD, got {starting_capital!r}", Exit.BAD_ARGUMENTS)
     target = db.resolve_url(url)
     written = run_guarded(lambda: _write_reports(target, selected, chosen, out, window, capital))
     for path in written:
@@ -249,12 +249,12 @@ def demo(
 
 def _report_names(names: Optional[list[str]]) -> tuple[str, ...]:
     requested = names or ["all"]
+    unknown = [n for n in requested if n not in REPORT_NAMES and n != "all"]  # "all bogus" is refused too
+    if unknown:
+        raise fail(f"unknown report {', '.join(map(repr, unknown))}: choose from {', '.join(REPORT_NAMES)} or all",
+                   Exit.BAD_ARGUMENTS)
     if "all" in requested:
         return REPORT_NAMES
-    unknown = [n for n in requested if n not in REPORT_NAMES]
-    if unknown:
-        raise fail(f"unknown report {', '.join(unknown)}: choose from {', '.join(REPORT_NAMES)} or all",
-                   Exit.BAD_ARGUMENTS)
     return tuple(dict.fromkeys(requested))
 
 
@@ -280,6 +280,7 @@ def _decimal_option(value: Optional[str], name: str):
 
 def _write_reports(url: str, names, formats, directory: Path, window: dict, capital, summaries: dict | None = None):
     """Build every report in memory, render into a staging folder, then move files into place."""
+    import contextlib
     import shutil
     import tempfile
 
@@ -298,8 +299,13 @@ def _write_reports(url: str, names, formats, directory: Path, window: dict, capi
             built[name] = builders[name](engine, **kwargs)
     finally:
         engine.dispose()
-    directory.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory))
+    created = not directory.exists()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory))
+    except OSError as exc:
+        raise fail(f"cannot write reports to {str(directory)!r}: {exc.strerror or exc}; "
+                   "pass --out a directory you can write to", Exit.FAILED) from None
     try:
         for name, report in built.items():
             stem = name.replace("-", "_")
@@ -319,6 +325,12 @@ def _write_reports(url: str, names, formats, directory: Path, window: dict, capi
             os.replace(item, destination)
             written.append(destination)
         return written
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:  # a failed first run leaves no empty folder behind either
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -345,7 +357,7 @@ def notebook_run(
     url: UrlOption = None,
 ):
     """Execute NOTEBOOK with parameters and export it as self-contained HTML."""
-    from shivx_analytics.notebook_runner import NotebookFailed, parse_parameters, run_notebook
+    from shivx_analytics.notebook_runner import parse_parameters, run_notebook
 
     try:
         parameters = parse_parameters(parameter)
@@ -356,10 +368,7 @@ def notebook_run(
     if url:
         os.environ["SHIVX_DATABASE_URL"] = url
         parameters.setdefault("database_url", url)
-    try:
-        target = run_guarded(lambda: run_notebook(notebook, parameters, out))
-    except typer.Exit:
-        raise
+    target = run_guarded(lambda: run_notebook(notebook, parameters, out))
     typer.echo(str(target))
 
 

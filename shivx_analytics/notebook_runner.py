@@ -66,8 +66,9 @@ def export_html(notebook) -> str:
     """Self-contained HTML without code cells or network references."""
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="offline", extra_template_basedirs=[str(TEMPLATES)],
-                            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
-                            embed_images=True)
+    # The lab template (its conf.json brings the inlined CSS) with our offline/index.html.j2 on top.
+    exporter = HTMLExporter(template_name="lab", template_file="offline/index.html.j2",
+                            extra_template_paths=[str(TEMPLATES)], exclude_input=True,
+                            exclude_input_prompt=True, exclude_output_prompt=True, embed_images=True)
     body, _resources = exporter.from_notebook_node(notebook)
     return body
