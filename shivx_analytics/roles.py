@@ -2,7 +2,8 @@
 
 - the owner (whoever runs `db upgrade`) owns the tables;
 - the application role reads and writes the trading tables, may INSERT and SELECT the audit log
-  but not UPDATE, DELETE or TRUNCATE it;
+  but not UPDATE, DELETE or TRUNCATE it (it may SELECT and UPDATE the one-row hash-chain tip,
+  security_audit_chain, which every audit insert moves);
 - the analytics role reads everything except ``users.password_hash`` and ``api_keys.key_hash``
   (column privileges), which is all the loaders and reports need.
 Idempotent: running it again re-applies the same grants.
@@ -18,6 +19,7 @@ from shivx_analytics.db import create_engine, mask_url
 
 TRADING_TABLES = ("users", "api_keys", "positions", "orders")
 AUDIT_TABLE = "security_audit_logs"
+AUDIT_CHAIN_TABLE = "security_audit_chain"  # the hash chain's tip: writers lock and move it, readers verify
 SECRET_COLUMNS = {"users": "password_hash", "api_keys": "key_hash"}
 
 
@@ -53,11 +55,15 @@ def grant_roles(url: str, roles: RoleNames = RoleNames(), *, app_password: str |
             statements += [
                 f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {app}",
                 f"GRANT SELECT, INSERT ON {AUDIT_TABLE} TO {app}",
+                f"GRANT SELECT, UPDATE ON {AUDIT_CHAIN_TABLE} TO {app}",
+                f"GRANT SELECT ON {AUDIT_CHAIN_TABLE} TO {analytics}",
                 f"GRANT SELECT ON alembic_version TO {app}, {analytics}",
                 f"GRANT SELECT ON positions, orders, {AUDIT_TABLE} TO {analytics}",
             ]
             for table, secret in SECRET_COLUMNS.items():
-                columns = [c["name"] for c in sa.inspect(connection).get_columns(table) if c["name"] != secret]
+                # ctid too: the loaders' parallel scans read ctid ranges, and a column grant
+                # does not cover system columns.
+                columns = ["ctid"] + [c["name"] for c in sa.inspect(connection).get_columns(table) if c["name"] != secret]
                 statements.append(f"GRANT SELECT ({', '.join(preparer.quote(c) for c in columns)}) ON {table} TO {analytics}")
             for statement in statements:
                 connection.exec_driver_sql(statement)

@@ -124,3 +124,17 @@ def test_row_security_is_forced_and_a_non_superuser_owner_cannot_change_rows(bac
             assert connection.exec_driver_sql("SELECT user_id, action FROM security_audit_logs").all() == [(None, "login")]
     finally:
         owner.dispose()
+
+
+def test_every_loader_and_report_works_under_the_analytics_role(backend, db_url, roles):
+    import shivx_analytics as sx
+
+    sx.generate_demo_data(db_url, seed=0, scale=300, as_of="2025-10-28")
+    analytics_url = make_url(db_url).set(username=roles.analytics, password=None).render_as_string(hide_password=False)
+    frames = [sx.load_positions(analytics_url), sx.load_orders(analytics_url), sx.load_audit_logs(analytics_url),
+              sx.load_api_keys(analytics_url), sx.load_users(analytics_url)]
+    assert all(len(frame) > 0 for frame in frames)
+    for build in (sx.pnl_report, sx.execution_report, sx.api_usage_report, sx.security_report):
+        report = build(analytics_url, as_of="2025-10-28")
+        assert report.summary
+    assert report.summary["audit_chain_ok"] is True
