@@ -41,6 +41,24 @@ def as_float(values) -> pd.Series | pd.DataFrame:
     return pd.to_numeric(pd.Series(values).astype("object"), errors="coerce").astype("float64")
 
 
+def _figure(size: tuple[float, float], title: str):
+    """A new figure with one titled axes."""
+    figure = Figure(figsize=size, layout="constrained")
+    ax = figure.subplots()
+    ax.set_title(title)
+    return figure, ax
+
+
+def _date_axis(figure: Figure, ax, ylabel: str, *, usd: bool = False) -> Figure:
+    """Label a time x axis (UTC days) and the y axis, slant the dates; returns the figure."""
+    ax.set_xlabel("Date (UTC)")
+    ax.set_ylabel(ylabel)
+    if usd:
+        ax.yaxis.set_major_formatter(USD)
+    figure.autofmt_xdate()
+    return figure
+
+
 def _empty(ax, message: str = "no data in this window") -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#777")
     ax.set_xticks([])
@@ -73,20 +91,14 @@ def equity_and_drawdown(equity: pd.Series, drawdown: pd.Series, *, drawdown_unit
 
 def daily_pnl_bars(daily: pd.Series, *, title: str = "Daily realized P&L") -> Figure:
     """Bars per UTC day, green for gains and red for losses."""
-    figure = Figure(figsize=WIDE, layout="constrained")
-    ax = figure.subplots()
-    ax.set_title(title)
+    figure, ax = _figure(WIDE, title)
     if len(daily) == 0:
         _empty(ax)
         return figure
     values = as_float(daily).to_numpy()
     ax.bar(pd.to_datetime(daily.index), values, color=np.where(values >= 0, GAIN, LOSS), width=0.8)
     ax.axhline(0, color="#333", linewidth=0.8)
-    ax.set_xlabel("Date (UTC)")
-    ax.set_ylabel("Realized P&L (USD)")
-    ax.yaxis.set_major_formatter(USD)
-    figure.autofmt_xdate()
-    return figure
+    return _date_axis(figure, ax, "Realized P&L (USD)", usd=True)
 
 
 def horizontal_bars(values: pd.Series, *, title: str, xlabel: str, signed: bool = True,
@@ -96,9 +108,7 @@ def horizontal_bars(values: pd.Series, *, title: str, xlabel: str, signed: bool 
     token or strategy, ...); signed bars are green where good and red where bad (positive is
     bad when ``higher_is_better`` is False, e.g. slippage); an optional vertical reference line
     (e.g. 100 % of a limit)."""
-    figure = Figure(figsize=SQUARE, layout="constrained")
-    ax = figure.subplots()
-    ax.set_title(title)
+    figure, ax = _figure(SQUARE, title)
     numbers = as_float(values)
     if len(numbers) == 0:
         _empty(ax)
@@ -122,9 +132,7 @@ def horizontal_bars(values: pd.Series, *, title: str, xlabel: str, signed: bool 
 def histogram(values: pd.Series, *, title: str, xlabel: str, bins: int = 50,
               marker: float | None = None, marker_label: str | None = None) -> Figure:
     """Distribution of a numeric series, with an optional vertical reference line."""
-    figure = Figure(figsize=SQUARE, layout="constrained")
-    ax = figure.subplots()
-    ax.set_title(title)
+    figure, ax = _figure(SQUARE, title)
     numbers = as_float(values).dropna()
     if len(numbers) == 0:
         _empty(ax)
@@ -142,9 +150,7 @@ def histogram(values: pd.Series, *, title: str, xlabel: str, bins: int = 50,
 def stacked_daily(frame: pd.DataFrame, *, title: str, ylabel: str, usd: bool = False,
                   colors: Sequence[str] | None = None) -> Figure:
     """Stacked bars per day, one colour per column (notional by action, orders by status, ...)."""
-    figure = Figure(figsize=WIDE, layout="constrained")
-    ax = figure.subplots()
-    ax.set_title(title)
+    figure, ax = _figure(WIDE, title)
     numbers = as_float(frame)
     if numbers.empty or numbers.shape[1] == 0:
         _empty(ax)
@@ -156,20 +162,13 @@ def stacked_daily(frame: pd.DataFrame, *, title: str, ylabel: str, usd: bool = F
         heights = numbers[column].fillna(0).to_numpy()
         ax.bar(x, heights, bottom=bottom, label=str(column), color=palette[i % len(palette)], width=0.8)
         bottom = bottom + heights
-    ax.set_xlabel("Date (UTC)")
-    ax.set_ylabel(ylabel)
-    if usd:
-        ax.yaxis.set_major_formatter(USD)
     ax.legend(loc="upper left", fontsize=8)
-    figure.autofmt_xdate()
-    return figure
+    return _date_axis(figure, ax, ylabel, usd=usd)
 
 
 def daily_lines(frame: pd.DataFrame, *, title: str, ylabel: str) -> Figure:
     """One line per column over days (requests per day for the top keys, ...)."""
-    figure = Figure(figsize=WIDE, layout="constrained")
-    ax = figure.subplots()
-    ax.set_title(title)
+    figure, ax = _figure(WIDE, title)
     numbers = as_float(frame)
     if numbers.empty or numbers.shape[1] == 0:
         _empty(ax)
@@ -177,27 +176,19 @@ def daily_lines(frame: pd.DataFrame, *, title: str, ylabel: str) -> Figure:
     x = pd.to_datetime(numbers.index)
     for column in numbers.columns:
         ax.plot(x, numbers[column].to_numpy(), label=str(column), linewidth=1.2)
-    ax.set_xlabel("Date (UTC)")
-    ax.set_ylabel(ylabel)
     ax.legend(loc="upper left", fontsize=7)
-    figure.autofmt_xdate()
-    return figure
+    return _date_axis(figure, ax, ylabel)
 
 
 def daily_series(series: pd.Series, *, title: str, ylabel: str) -> Figure:
     """A count per day as bars (failed logins per day, ...)."""
-    figure = Figure(figsize=WIDE, layout="constrained")
-    ax = figure.subplots()
-    ax.set_title(title)
+    figure, ax = _figure(WIDE, title)
     numbers = as_float(series)
     if len(numbers) == 0:
         _empty(ax)
         return figure
     ax.bar(pd.to_datetime(numbers.index), numbers.fillna(0).to_numpy(), color=LOSS, width=0.8)
-    ax.set_xlabel("Date (UTC)")
-    ax.set_ylabel(ylabel)
-    figure.autofmt_xdate()
-    return figure
+    return _date_axis(figure, ax, ylabel)
 
 
 def heatmap(grid: pd.DataFrame, *, title: str, xlabel: str, ylabel: str, colorbar_label: str) -> Figure:
