@@ -322,3 +322,9 @@ def equals(values: pd.Series, value: str) -> np.ndarray:
 def counts(values: Iterable[int], index: pd.Index, name: str) -> pd.Series:
     """An Int64 Series of counts."""
     return pd.Series(list(values), index=index, dtype="Int64", name=name)
+
+
+def typed_frame(rows: Sequence[tuple], dtypes: dict[str, str]) -> pd.DataFrame:
+    """A DataFrame from row tuples with one dtype per column (typed even when there are no rows)."""
+    return pd.DataFrame({name: pd.Series([row[i] for row in rows], dtype=dtype)
+                         for i, (name, dtype) in enumerate(dtypes.items())})

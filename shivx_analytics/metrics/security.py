@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ._common import (
+    typed_frame,
     days_covering,
     duration,
     equals,
@@ -87,13 +88,13 @@ def brute_force_suspects(audit: pd.DataFrame, min_failures: int = 10,
             rows.append((ip, int(in_window_counts[best]), group["timestamp"].iloc[best],
                          group["timestamp"].iloc[ends[best] - 1], len(group),
                          group["user_id"].nunique(dropna=True)))
-    table = pd.DataFrame({
-        "ip_address": pd.Series([r[0] for r in rows], dtype="string"),
-        "failures_in_window": pd.Series([r[1] for r in rows], dtype="Int64"),
-        "window_first_at": pd.Series([r[2] for r in rows], dtype="datetime64[us, UTC]"),
-        "window_last_at": pd.Series([r[3] for r in rows], dtype="datetime64[us, UTC]"),
-        "total_failures": pd.Series([r[4] for r in rows], dtype="Int64"),
-        "users": pd.Series([r[5] for r in rows], dtype="Int64"),
+    table = typed_frame(rows, {
+        "ip_address": "string",
+        "failures_in_window": "Int64",
+        "window_first_at": "datetime64[us, UTC]",
+        "window_last_at": "datetime64[us, UTC]",
+        "total_failures": "Int64",
+        "users": "Int64",
     })
     return table.sort_values(["failures_in_window", "ip_address"], ascending=[False, True],
                              kind="mergesort").reset_index(drop=True)
@@ -119,14 +120,14 @@ def success_after_failures(audit: pd.DataFrame, window: object = "10min",
                 rows.append((success.log_id, success.timestamp, success.user_id, ip,
                              last - first, before["timestamp"].iloc[0],
                              before["user_id"].nunique(dropna=True)))
-    table = pd.DataFrame({
-        "log_id": pd.Series([r[0] for r in rows], dtype="string"),
-        "timestamp": pd.Series([r[1] for r in rows], dtype="datetime64[us, UTC]"),
-        "user_id": pd.Series([r[2] for r in rows], dtype="string"),
-        "ip_address": pd.Series([r[3] for r in rows], dtype="string"),
-        "failures_before": pd.Series([r[4] for r in rows], dtype="Int64"),
-        "first_failure_at": pd.Series([r[5] for r in rows], dtype="datetime64[us, UTC]"),
-        "failed_users": pd.Series([r[6] for r in rows], dtype="Int64"),
+    table = typed_frame(rows, {
+        "log_id": "string",
+        "timestamp": "datetime64[us, UTC]",
+        "user_id": "string",
+        "ip_address": "string",
+        "failures_before": "Int64",
+        "first_failure_at": "datetime64[us, UTC]",
+        "failed_users": "Int64",
     })
     return table.sort_values(["timestamp", "log_id"], kind="mergesort").reset_index(drop=True)
 
