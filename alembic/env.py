@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 
 import shivx_analytics.models  # noqa: F401  (registers every table on the metadata)
-from shivx_analytics.db import mask_url, normalize_url, resolve_url
+from shivx_analytics.db import comparison_options, mask_url, normalize_url, resolve_url
 from shivx_analytics.models import metadata
 
 config = context.config
@@ -30,8 +30,7 @@ def _configure(connection: Connection | None = None, **kwargs) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
-        compare_type=True,
-        compare_server_default=True,
+        **comparison_options(dialect),
         render_as_batch=dialect == "sqlite",
         **kwargs,
     )

@@ -31,7 +31,8 @@ class SecurityAuditLogBase(UTCModel):
     request_id: str | None = Field(default=None, max_length=100, index=True)
 
 
-# The table. The primary key includes `timestamp`, the partition key on PostgreSQL.
+# The table. On PostgreSQL it is partitioned by month on `timestamp` (migration 0004,
+# shivx_analytics/partitions.py), so the primary key and unique indexes include `timestamp`.
 class SecurityAuditLog(SecurityAuditLogBase, table=True):
     __tablename__ = "security_audit_logs"
     __table_args__ = (
@@ -40,6 +41,11 @@ class SecurityAuditLog(SecurityAuditLogBase, table=True):
         sa.Index("ix_security_audit_logs_success_timestamp", "success", "timestamp"),
         sa.Index("ix_security_audit_logs_ip_address_timestamp", "ip_address", "timestamp"),
         sa.Index("ix_security_audit_logs_event_type_action_timestamp", "event_type", "action", "timestamp"),
+        # Unique with the partition key: a partitioned table's unique indexes must include it.
+        sa.Index("uq_security_audit_logs_chain_seq_timestamp", "chain_seq", "timestamp", unique=True),
+        # PostgreSQL: `details @> '{"key_id": "..."}'` (load_audit_logs(details=...)) uses this.
+        sa.Index("ix_security_audit_logs_details", "details", postgresql_using="gin",
+                 postgresql_ops={"details": "jsonb_path_ops"}).ddl_if(dialect="postgresql"),
     )
 
     log_id: uuid.UUID = Field(default_factory=new_uuid, primary_key=True)
@@ -48,7 +54,7 @@ class SecurityAuditLog(SecurityAuditLogBase, table=True):
     # The hash chain, filled in at flush time (None until then): the row's position (1, 2, ...),
     # the previous row's row_hash ('0' * 64 for the first row) and
     # sha256(prev_hash + "\n" + canonical content). See models/audit_chain.py.
-    chain_seq: int | None = Field(default=None, sa_type=sa.BigInteger, nullable=False, index=True, unique=True)
+    chain_seq: int | None = Field(default=None, sa_type=sa.BigInteger, nullable=False)
     prev_hash: str | None = Field(default=None, min_length=64, max_length=64, nullable=False)
     row_hash: str | None = Field(default=None, min_length=64, max_length=64, nullable=False)
 

@@ -65,6 +65,8 @@ class Order(OrderBase, TimestampMixin, table=True):
         ),
         sa.Index("ix_orders_status_created_at", "status", "created_at"),
         sa.Index("ix_orders_user_id_token_executed_at", "user_id", "token", "executed_at"),
+        sa.Index("ix_orders_extra_data", "extra_data", postgresql_using="gin",
+                 postgresql_ops={"extra_data": "jsonb_path_ops"}).ddl_if(dialect="postgresql"),
     )
 
     order_id: uuid.UUID = Field(default_factory=new_uuid, primary_key=True)
