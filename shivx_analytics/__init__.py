@@ -8,6 +8,7 @@
     report = sx.pnl_report(engine, as_of="2025-10-28", starting_capital=100_000)
 """
 
+from shivx_analytics import aggregates
 from shivx_analytics.audit_chain import verify_audit_chain
 from shivx_analytics.db import connect, migrate
 from shivx_analytics.demo import generate_demo_data
@@ -20,5 +21,5 @@ __all__ = [
     "connect", "migrate", "__version__",
     "load_positions", "load_orders", "load_audit_logs", "load_api_keys", "load_users",
     "pnl_report", "execution_report", "api_usage_report", "security_report",
-    "generate_demo_data", "verify_audit_chain",
+    "generate_demo_data", "verify_audit_chain", "aggregates",
 ]

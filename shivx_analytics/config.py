@@ -34,6 +34,15 @@ class Settings(BaseSettings):
     db_sslrootcert: str | None = Field(default=None, description="CA certificate file (verify-ca, verify-full)")
     db_sslcert: str | None = Field(default=None, description="client certificate file")
     db_sslkey: str | None = Field(default=None, description="client private key file")
+    # The read path of loaders and reports (a read replica, say); None = database_url
+    analytics_database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL the loaders and reports read from when no source is given")
+    # PostgreSQL push-down of report aggregates (shivx_analytics/aggregates): auto = when the
+    # window holds at least pushdown_min_rows rows by the planner's estimate
+    pushdown: Literal["auto", "always", "never"] = "auto"
+    pushdown_min_rows: int = Field(default=200_000, ge=0,
+                                   description="rows in a report's window above which auto pushes down")
+    use_views: bool = Field(default=False, description="reports read the materialized views (PostgreSQL)")
 
     @property
     def lockout_period(self) -> timedelta:

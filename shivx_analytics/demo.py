@@ -52,7 +52,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from shivx_analytics import security
+from shivx_analytics import partitions, security
+from shivx_analytics.aggregates import views
 from shivx_analytics.db import create_engine, run_in_transaction
 from shivx_analytics.models import (
     APIKey, Order, OrderAction, Position, SecurityAuditLog, User, calculate_slippage, expected_out,
@@ -102,9 +103,14 @@ def generate_demo_data(source: Any, *, seed: int = 0, scale: str | int = "small"
         chained = [table.chain for table in built if table.chain is not None]
         for chain in chained:  # audit rows link to the chain's tip, locked until the transaction ends
             chain.restart(lock_chain(connection))
+        _partitions_for(connection, built)
         _write_tables(connection, built, progress=progress)
         for chain in chained:
             store_tip(connection, chain.tip)
+        if connection.dialect.name == "postgresql":  # the planner's statistics describe the new rows
+            connection.exec_driver_sql(f"ANALYZE {', '.join(TABLE_ORDER)}")
+        if views.has_views(connection):  # PostgreSQL: the materialized views show the new rows
+            views.refresh_in(connection, concurrently=False)
 
     if isinstance(source, (Engine, str, sa.URL)):
         # our own transaction: retried on a serialization failure or deadlock, all or nothing
@@ -118,6 +124,17 @@ def generate_demo_data(source: Any, *, seed: int = 0, scale: str | int = "small"
         with _transaction(source) as connection:
             write(connection)
     return {table.name: table.n_rows for table in built}
+
+
+def _partitions_for(connection: Connection, tables: Sequence[_Table]) -> None:
+    """PostgreSQL: the audit log's monthly partitions for the months the rows fall in."""
+    for table in tables:
+        times = table.columns.get("timestamp") if table.name == "security_audit_logs" else None
+        if times is not None and table.n_rows:
+            known = times.micros[times.micros != NULL_TIME]
+            epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+            first, last = (epoch + timedelta(microseconds=int(v)) for v in (known.min(), known.max()))
+            partitions.ensure_covering(connection, first, last)
 
 
 # Arguments

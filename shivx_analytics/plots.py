@@ -6,7 +6,7 @@ headless and do not leak), with a fixed size, a title and axis labels with units
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import matplotlib
 
@@ -15,6 +15,7 @@ matplotlib.rcParams.update({"svg.hashsalt": "shivx", "figure.facecolor": "white"
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
@@ -22,6 +23,7 @@ WIDE = (10, 4)
 TALL = (10, 6)
 SQUARE = (8, 5)
 GAIN, LOSS, NEUTRAL = "#2a9d5c", "#c8443c", "#3b6ea8"
+_HISTOGRAM_BARS = {"color": NEUTRAL, "alpha": 0.85}
 
 
 def _usd(value: float, _position=None) -> str:
@@ -132,12 +134,30 @@ def horizontal_bars(values: pd.Series, *, title: str, xlabel: str, signed: bool 
 def histogram(values: pd.Series, *, title: str, xlabel: str, bins: int = 50,
               marker: float | None = None, marker_label: str | None = None) -> Figure:
     """Distribution of a numeric series, with an optional vertical reference line."""
+    numbers = as_float(values).dropna().to_numpy()
+    return _histogram(lambda ax: ax.hist(numbers, bins=bins, **_HISTOGRAM_BARS), len(numbers) > 0,
+                      title=title, xlabel=xlabel, marker=marker, marker_label=marker_label)
+
+
+def histogram_counts(edges: Sequence[float] | np.ndarray, counts: Sequence[int] | np.ndarray, *, title: str,
+                     xlabel: str, marker: float | None = None, marker_label: str | None = None) -> Figure:
+    """``histogram`` from counts already binned (``numpy.histogram``'s edges and counts, e.g.
+    computed in the database): the same figure as ``histogram`` of the values themselves."""
+    edges = np.asarray(edges, dtype="float64")
+    counts = np.asarray(counts)
+    return _histogram(lambda ax: ax.hist(edges[:-1], bins=edges, weights=counts, **_HISTOGRAM_BARS),
+                      int(counts.sum()) > 0, title=title, xlabel=xlabel, marker=marker,
+                      marker_label=marker_label)
+
+
+def _histogram(draw: Callable[[Axes], object], has_data: bool, *, title: str, xlabel: str,
+               marker: float | None, marker_label: str | None) -> Figure:
+    """The look of a histogram: bars drawn by ``draw``, a reference line, axis labels."""
     figure, ax = _figure(SQUARE, title)
-    numbers = as_float(values).dropna()
-    if len(numbers) == 0:
+    if not has_data:
         _empty(ax)
         return figure
-    ax.hist(numbers.to_numpy(), bins=bins, color=NEUTRAL, alpha=0.85)
+    draw(ax)
     if marker is not None:
         ax.axvline(marker, color=LOSS, linestyle="--", label=marker_label)
         if marker_label:

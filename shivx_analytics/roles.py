@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from shivx_analytics.aggregates.views import VIEW_NAMES, has_views
+
 from shivx_analytics.db import create_engine, mask_url
 
 TRADING_TABLES = ("users", "api_keys", "positions", "orders")
@@ -65,6 +67,8 @@ def grant_roles(url: str, roles: RoleNames = RoleNames(), *, app_password: str |
                 # does not cover system columns.
                 columns = ["ctid"] + [c["name"] for c in sa.inspect(connection).get_columns(table) if c["name"] != secret]
                 statements.append(f"GRANT SELECT ({', '.join(preparer.quote(c) for c in columns)}) ON {table} TO {analytics}")
+            if has_views(connection):  # revision 0005 on: the reports' materialized views
+                statements.append(f"GRANT SELECT ON {', '.join(VIEW_NAMES)} TO {analytics}")
             for statement in statements:
                 connection.exec_driver_sql(statement)
     finally:

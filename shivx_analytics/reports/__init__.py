@@ -7,7 +7,8 @@
     report.figures["equity_and_drawdown"]
     report.to_html("pnl.html"); report.to_json("pnl.json"); report.to_csv("pnl_csv/")
 
-Each report function takes a source (Engine, Connection, Session or URL) and a window; reports
+Each report function takes a source (Engine, Connection, Session or URL; by default the analytics
+database, SHIVX_ANALYTICS_DATABASE_URL, else SHIVX_DATABASE_URL) and a window; reports
 read through the frames loaders and never write SQL.
 """
 

@@ -23,7 +23,9 @@ DEFAULT_LOOKBACK = pd.Timedelta(days=30)
 
 @contextmanager
 def opened(source: Any) -> Iterator[Engine | Connection | Session]:
-    """The source as the loaders take it; a URL becomes one engine for the whole report."""
+    """The source as the loaders take it; a URL becomes one engine for the whole report, and so
+    does None: the analytics database (db.analytics_url(): SHIVX_ANALYTICS_DATABASE_URL, else
+    SHIVX_DATABASE_URL, else the local SQLite file)."""
     if isinstance(source, (Engine, Connection, Session)):
         yield source
         return
@@ -32,7 +34,7 @@ def opened(source: Any) -> Iterator[Engine | Connection | Session]:
             f"source must be a SQLAlchemy Engine, Connection, Session or a database URL, "
             f"got {type(source).__name__}"
         )
-    engine = db.create_engine(source)
+    engine = db.create_engine(db.analytics_url(source))
     try:
         yield engine
     finally:
@@ -50,7 +52,7 @@ def database_label(source: Any) -> str:
         bind = source.get_bind()
         url = bind.engine.url if isinstance(bind, Connection) else bind.url
     else:
-        url = db.normalize_url(db.resolve_url(source))
+        url = db.normalize_url(db.analytics_url(source))
     return db.mask_url(url)
 
 

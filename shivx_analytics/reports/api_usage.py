@@ -3,15 +3,21 @@
 Requests are the audit log's `api_request` events with timestamp in [since, until): until
 defaults to as_of (now, UTC), since to until - 30 days. Key hygiene (expired but active, never
 used, idle, no expiry) is judged as of as_of on the api_keys table as it is stored.
+
+Two paths give the same report (parameters["path"] names the one taken): "pandas" loads the
+window's requests and hands them to the metrics; "pushdown" has PostgreSQL aggregate them
+(shivx_analytics.aggregates.audit) and loads no audit row. API keys are few: both load them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from sqlalchemy.engine import Connection
 
-from shivx_analytics import metrics, plots
+from shivx_analytics import aggregates, metrics, plots
 from shivx_analytics.frames import load_api_keys, load_audit_logs
 from shivx_analytics.metrics._common import day_index
 
@@ -36,31 +42,41 @@ NOTES = [
 ]
 
 
-def api_usage_report(source: Any, *, since: object = None, until: object = None,
-                     as_of: object = None) -> Report:
+def api_usage_report(source: Any = None, *, since: object = None, until: object = None,
+                     as_of: object = None, pushdown: bool | None = None,
+                     use_views: bool | None = None) -> Report:
     """API usage over [since, until) (default: the 30 days before as_of) and key hygiene as of
     as_of: summary, per key per day, top endpoints, utilisation, keys near their limit,
-    hygiene and keys per user tables, and figures."""
+    hygiene and keys per user tables, and figures.
+
+    ``pushdown``: True aggregates in PostgreSQL (PushdownUnavailable elsewhere), False loads the
+    requests; None follows Settings.pushdown (auto: PostgreSQL, when the planner expects at
+    least Settings.pushdown_min_rows requests in the window). ``use_views``: True reads the
+    requests per key per day from the materialized view mv_daily_api_key_usage (the rest is
+    pushed down), None follows Settings.use_views; PostgreSQL only."""
     as_of_ts = resolve_as_of(as_of)
     since_ts, until_ts = trailing_window(since, until, as_of_ts)
-    with opened(source) as connection:
-        keys = load_api_keys(connection)
-        audit = load_audit_logs(connection, since=since_ts, until=until_ts, event_type="api_request",
-                                columns=REQUEST_COLUMNS)
+    with opened(source) as handle, aggregates.read_connection(handle) as connection:
+        path = aggregates.choose_path(connection, pushdown=pushdown, use_views=use_views,
+                                      window_rows=aggregates.api_request_rows(since_ts, until_ts), views=True)
+        keys = load_api_keys(handle)
+        if path == "pushdown":
+            per_key_day = aggregates.requests_per_key_per_day(connection, since_ts, until_ts)
+            usage = _pushdown_usage(connection, keys, since_ts, until_ts, as_of_ts, per_key_day)
+        elif path == "views":
+            per_key_day = aggregates.requests_per_key_per_day_from_view(connection, since_ts, until_ts)
+            usage = _pushdown_usage(connection, keys, since_ts, until_ts, as_of_ts, per_key_day)
+        else:
+            usage = _pandas_usage(handle, keys, since_ts, until_ts, as_of_ts)
 
-    summary = metrics.api_usage_summary(keys, audit, as_of=as_of_ts, threshold=NEAR_LIMIT,
-                                        idle_days=IDLE_DAYS)
-    outcomes = metrics.request_outcomes(audit)
-    summary["error_share"] = outcomes.error_share
-    summary["rate_limited_share"] = outcomes.rate_limited_share
-    per_key_day = metrics.requests_per_key_per_day(audit, since_ts, until_ts)
-    utilization = metrics.key_utilization(keys, audit)
-    endpoints = metrics.top_endpoints(audit, TOP_ENDPOINTS)
+    summary = usage.summary | {"error_share": usage.outcomes.error_share,
+                               "rate_limited_share": usage.outcomes.rate_limited_share}
+    per_key_day, utilization, endpoints = usage.per_key_day, usage.utilization, usage.endpoints
     tables = {
         "requests_per_key_per_day": per_key_day,
         "top_endpoints": endpoints,
         "utilization": utilization,
-        "keys_near_limit": metrics.keys_near_limit(keys, audit, NEAR_LIMIT),
+        "keys_near_limit": usage.near_limit,
         "hygiene": metrics.key_hygiene(keys, as_of_ts, IDLE_DAYS),
         "keys_per_user": metrics.keys_per_user(keys),
     }
@@ -78,8 +94,51 @@ def api_usage_report(source: Any, *, since: object = None, until: object = None,
     return Report(name="api_usage", title="API usage report", summary=summary, tables=tables,
                   figures=figures, parameters={
                       **base_parameters(source, since_ts, until_ts, as_of_ts),
-                      "near_limit_threshold": NEAR_LIMIT, "idle_days": IDLE_DAYS},
+                      "near_limit_threshold": NEAR_LIMIT, "idle_days": IDLE_DAYS, "path": path},
                   notes=list(NOTES))
+
+
+@dataclass(frozen=True)
+class _WindowUsage:
+    """What the report computes from the window's requests (either path)."""
+
+    summary: dict[str, Any]
+    outcomes: metrics.RequestOutcomes
+    per_key_day: pd.DataFrame
+    utilization: pd.DataFrame
+    endpoints: pd.DataFrame
+    near_limit: pd.DataFrame
+
+
+def _pandas_usage(source: Any, keys: pd.DataFrame, since: pd.Timestamp, until: pd.Timestamp,
+                  as_of: pd.Timestamp) -> _WindowUsage:
+    """The window's figures from its loaded requests (metrics)."""
+    audit = load_audit_logs(source, since=since, until=until, event_type="api_request", columns=REQUEST_COLUMNS)
+    return _WindowUsage(
+        summary=metrics.api_usage_summary(keys, audit, as_of=as_of, threshold=NEAR_LIMIT, idle_days=IDLE_DAYS),
+        outcomes=metrics.request_outcomes(audit),
+        per_key_day=metrics.requests_per_key_per_day(audit, since, until),
+        utilization=metrics.key_utilization(keys, audit),
+        endpoints=metrics.top_endpoints(audit, TOP_ENDPOINTS),
+        near_limit=metrics.keys_near_limit(keys, audit, NEAR_LIMIT),
+    )
+
+
+def _pushdown_usage(connection: Connection, keys: pd.DataFrame, since: pd.Timestamp, until: pd.Timestamp,
+                    as_of: pd.Timestamp, per_key_day: pd.DataFrame) -> _WindowUsage:
+    """The same figures aggregated in PostgreSQL (no audit row is loaded), around the requests
+    per key per day the caller got (from requests_per_key_per_day, or any source of that table)."""
+    outcomes = aggregates.request_outcomes(connection, since, until, per_key_day=per_key_day)
+    utilization = aggregates.key_utilization(connection, since, until, keys)
+    return _WindowUsage(
+        summary=aggregates.api_usage_summary(connection, since, until, keys, as_of=as_of, threshold=NEAR_LIMIT,
+                                             idle_days=IDLE_DAYS, outcomes=outcomes, utilization=utilization),
+        outcomes=outcomes,
+        per_key_day=per_key_day,
+        utilization=utilization,
+        endpoints=aggregates.top_endpoints(connection, since, until, TOP_ENDPOINTS),
+        near_limit=aggregates.keys_near_limit(connection, since, until, keys, NEAR_LIMIT, utilization=utilization),
+    )
 
 
 def _key_label(key_id: object, name: object) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from shivx_analytics import metrics, plots
+from shivx_analytics import aggregates, metrics, plots
 from shivx_analytics.frames import load_orders, load_positions
 from shivx_analytics.metrics._common import (
     DAY, MONEY_TOTAL, ZERO, in_window, money_sum, optional_timestamp, to_decimal,
@@ -49,8 +49,9 @@ LEDGER_COLUMNS = ["order_id", "user_id", "token", "action", "status", "amount_in
                   "executed_at"]
 
 
-def pnl_report(source: Any, *, since: object = None, until: object = None, as_of: object = None,
-               starting_capital: object = None) -> Report:
+def pnl_report(source: Any = None, *, since: object = None, until: object = None, as_of: object = None,
+               starting_capital: object = None, pushdown: bool | None = None,
+               use_views: bool | None = None) -> Report:
     """P&L of positions over [since, until) (DESIGN.md "P&L conventions"): summary, daily,
     weekly and monthly series, breakdowns by token, strategy and user, trade statistics,
     triggered exits, FIFO reconciliation, and the figures that go with them."""
@@ -68,11 +69,21 @@ def pnl_report(source: Any, *, since: object = None, until: object = None, as_of
         # The ledger needs every lot bought before the window: executed orders created before until.
         orders = load_orders(connection, status="executed", until=load_until, columns=LEDGER_COLUMNS)
 
-    window = metrics.pnl_window(positions, since=since_arg, until=load_until, as_of=as_of_ts)
-    check_window(window.since, window.until)
-    since_ts, until_ts = window.since, window.until
+        window = metrics.pnl_window(positions, since=since_arg, until=load_until, as_of=as_of_ts)
+        check_window(window.since, window.until)
+        since_ts, until_ts = window.since, window.until
+        # The daily series: from the loaded positions, or summed in PostgreSQL (push-down), or
+        # read from the materialized view mv_daily_trading_performance.
+        with aggregates.read_connection(connection) as sql:
+            path = aggregates.choose_path(sql, pushdown=pushdown, use_views=use_views, views=True,
+                                          window_rows=aggregates.closed_positions_rows(since_ts, until_ts))
+            if path == "pushdown":
+                daily = aggregates.daily_realized_pnl(sql, since_ts, until_ts)
+            elif path == "views":
+                daily = aggregates.daily_realized_pnl_from_view(sql, since_ts, until_ts)
 
-    daily = metrics.daily_realized_pnl(positions, since_ts, until_ts)
+    if path == "pandas":
+        daily = metrics.daily_realized_pnl(positions, since_ts, until_ts)
     stats = metrics.trade_stats(positions, since=since_ts, until=until_ts)
     falls = metrics.drawdown(daily, capital)
     equity = metrics.equity_curve(daily, capital)
@@ -135,6 +146,7 @@ def pnl_report(source: Any, *, since: object = None, until: object = None, as_of
                      "fifo_problems): e.g. a sell larger than the holdings.")
     parameters = base_parameters(source, since_ts, until_ts, as_of_ts)
     parameters["starting_capital"] = capital
+    parameters["path"] = path
     return Report(name="pnl", title="P&L report", summary=summary, tables=tables,
                   figures=figures, parameters=parameters, notes=notes)
 

@@ -4,15 +4,21 @@ the audit log's hash chain is intact.
 Audit events with timestamp in [since, until): until defaults to as_of (now, UTC), since to
 until - 30 days. Users are locked as of as_of when locked_until > as_of. The hash chain is
 verified over the whole log, whatever the window (verify_audit_chain).
+
+Two paths give the same report (parameters["path"] names the one taken): "pandas" loads the
+window's audit rows and hands them to the metrics; "pushdown" has PostgreSQL aggregate them
+(shivx_analytics.aggregates.audit) and loads no audit row.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from sqlalchemy.engine import Connection
 
-from shivx_analytics import metrics, plots
+from shivx_analytics import aggregates, metrics, plots
 from shivx_analytics.audit_chain import ChainVerification, verify_audit_chain
 from shivx_analytics.frames import load_audit_logs, load_users
 
@@ -41,43 +47,44 @@ NOTES = [
 CHAIN_COLUMNS = {"log_id": "string", "chain_seq": "Int64", "reason": "string"}
 
 
-def security_report(source: Any, *, since: object = None, until: object = None,
-                    as_of: object = None, verify_chain: bool = True) -> Report:
+def security_report(source: Any = None, *, since: object = None, until: object = None,
+                    as_of: object = None, verify_chain: bool = True,
+                    pushdown: bool | None = None) -> Report:
     """Security events over [since, until) (default: the 30 days before as_of) and users locked as
     of as_of: summary, failed logins by day, IP and user, lockouts, brute-force suspects, success
     after failures, hour x weekday grid, locked users, event types, the audit hash chain's
     verification, and figures.
 
     ``verify_chain=False`` skips the hash-chain check (it reads the whole log, about 12 s per
-    million rows here): audit_chain_ok and audit_chain_rows are then None."""
+    million rows here): audit_chain_ok and audit_chain_rows are then None.
+    ``pushdown``: True aggregates in PostgreSQL (PushdownUnavailable elsewhere), False loads the
+    audit rows; None follows Settings.pushdown (auto: PostgreSQL, when the planner expects at
+    least Settings.pushdown_min_rows events in the window)."""
     as_of_ts = resolve_as_of(as_of)
     since_ts, until_ts = trailing_window(since, until, as_of_ts)
-    with opened(source) as connection:
-        # Logins, lockouts and access denials in full; every event, two columns, for the breakdown.
-        audit = load_audit_logs(connection, since=since_ts, until=until_ts, event_type=EVENT_TYPES,
-                                columns=EVENT_COLUMNS)
-        kinds = load_audit_logs(connection, since=since_ts, until=until_ts,
-                                columns=["event_type", "success"])
-        users = load_users(connection)
-        chain = verify_audit_chain(connection) if verify_chain else None
+    with opened(source) as handle, aggregates.read_connection(handle) as connection:
+        path = aggregates.choose_path(connection, pushdown=pushdown, use_views=False,
+                                      window_rows=aggregates.security_rows(since_ts, until_ts), views=False)
+        users = load_users(handle)
+        if path == "pushdown":
+            measured = _pushdown_figures(connection, users, since_ts, until_ts, as_of_ts)
+        else:
+            measured = _pandas_figures(handle, users, since_ts, until_ts, as_of_ts)
+        chain = verify_audit_chain(handle) if verify_chain else None
 
-    summary = metrics.security_summary(audit, users, as_of=as_of_ts, min_failures=MIN_FAILURES,
-                                       window=WINDOW)
-    summary |= {"audit_chain_ok": None if chain is None else chain.ok,
-                "audit_chain_rows": None if chain is None else chain.rows}
-    per_day = metrics.failed_logins_by_day(audit, since_ts, until_ts)
-    by_ip = metrics.failed_logins_by_ip(audit)
-    heatmap = metrics.failures_heatmap(audit)
+    summary = measured.summary | {"audit_chain_ok": None if chain is None else chain.ok,
+                                  "audit_chain_rows": None if chain is None else chain.rows}
+    per_day, by_ip, heatmap = measured.per_day, measured.by_ip, measured.heatmap
     tables = {
         "failed_logins_by_day": per_day.to_frame(),
         "failed_logins_by_ip": by_ip,
-        "failed_logins_by_user": metrics.failed_logins_by_user(audit),
-        "lockouts": metrics.lockouts(audit),
-        "brute_force_suspects": metrics.brute_force_suspects(audit, MIN_FAILURES, WINDOW),
-        "success_after_failures": metrics.success_after_failures(audit, WINDOW),
+        "failed_logins_by_user": measured.by_user,
+        "lockouts": measured.lockouts,
+        "brute_force_suspects": measured.suspects,
+        "success_after_failures": measured.success_after_failures,
         "failures_by_hour_weekday": heatmap,
         "locked_users": metrics.locked_users(users, as_of_ts),
-        "event_types": metrics.event_type_breakdown(kinds),
+        "event_types": measured.event_types,
         "audit_chain": _chain_table(chain),
     }
     top_ips = by_ip.head(TOP_IPS)
@@ -94,9 +101,60 @@ def security_report(source: Any, *, since: object = None, until: object = None,
             signed=False, usd=False),
     }
     parameters = {**base_parameters(source, since_ts, until_ts, as_of_ts),
-                  "brute_force_min_failures": MIN_FAILURES, "brute_force_window": WINDOW}
+                  "brute_force_min_failures": MIN_FAILURES, "brute_force_window": WINDOW, "path": path}
     return Report(name="security", title="Security report", summary=summary, tables=tables,
                   figures=figures, parameters=parameters, notes=list(NOTES))
+
+
+@dataclass(frozen=True)
+class _WindowFigures:
+    """What the report computes from the window's audit events (either path)."""
+
+    summary: dict[str, Any]
+    per_day: pd.Series
+    by_ip: pd.DataFrame
+    by_user: pd.DataFrame
+    lockouts: pd.DataFrame
+    suspects: pd.DataFrame
+    success_after_failures: pd.DataFrame
+    heatmap: pd.DataFrame
+    event_types: pd.DataFrame
+
+
+def _pandas_figures(source: Any, users: pd.DataFrame, since: pd.Timestamp, until: pd.Timestamp,
+                    as_of: pd.Timestamp) -> _WindowFigures:
+    """The window's figures from its loaded audit rows (metrics)."""
+    # Logins, lockouts and access denials in full; every event, two columns, for the breakdown.
+    audit = load_audit_logs(source, since=since, until=until, event_type=EVENT_TYPES, columns=EVENT_COLUMNS)
+    kinds = load_audit_logs(source, since=since, until=until, columns=["event_type", "success"])
+    return _WindowFigures(
+        summary=metrics.security_summary(audit, users, as_of=as_of, min_failures=MIN_FAILURES, window=WINDOW),
+        per_day=metrics.failed_logins_by_day(audit, since, until),
+        by_ip=metrics.failed_logins_by_ip(audit),
+        by_user=metrics.failed_logins_by_user(audit),
+        lockouts=metrics.lockouts(audit),
+        suspects=metrics.brute_force_suspects(audit, MIN_FAILURES, WINDOW),
+        success_after_failures=metrics.success_after_failures(audit, WINDOW),
+        heatmap=metrics.failures_heatmap(audit),
+        event_types=metrics.event_type_breakdown(kinds),
+    )
+
+
+def _pushdown_figures(connection: Connection, users: pd.DataFrame, since: pd.Timestamp, until: pd.Timestamp,
+                      as_of: pd.Timestamp) -> _WindowFigures:
+    """The same figures aggregated in PostgreSQL (no audit row is loaded)."""
+    return _WindowFigures(
+        summary=aggregates.security_summary(connection, since, until, users, as_of=as_of,
+                                            min_failures=MIN_FAILURES, window=WINDOW),
+        per_day=aggregates.failed_logins_by_day(connection, since, until),
+        by_ip=aggregates.failed_logins_by_ip(connection, since, until),
+        by_user=aggregates.failed_logins_by_user(connection, since, until),
+        lockouts=aggregates.lockouts(connection, since, until),
+        suspects=aggregates.brute_force_suspects(connection, since, until, MIN_FAILURES, WINDOW),
+        success_after_failures=aggregates.success_after_failures(connection, since, until, WINDOW),
+        heatmap=aggregates.failures_heatmap(connection, since, until),
+        event_types=aggregates.event_type_breakdown(connection, since, until),
+    )
 
 
 def _chain_table(chain: ChainVerification | None) -> pd.DataFrame:

@@ -1,0 +1,189 @@
+"""The materialized views (PostgreSQL): refreshed by `db refresh-views` and the demo generator,
+read by the reports when asked, with results identical to the direct path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+import shivx_analytics as sx
+from shivx_analytics import aggregates, metrics
+from shivx_analytics.aggregates import PushdownUnavailable
+from shivx_analytics.config import get_settings
+from shivx_analytics.db import create_engine
+from shivx_analytics.metrics._common import MONEY_TOTAL, quantize
+from shivx_analytics.models import Position, PositionStatus
+
+AS_OF = "2025-10-28T00:00:00Z"
+PG = pytest.mark.parametrize("backend", ["postgresql"])
+CLI = [sys.executable, "-m", "shivx_analytics.cli"]
+WINDOWS = [
+    {},  # the report's default window: whole days
+    {"since": "2025-09-03T05:17:00Z", "until": "2025-10-20T13:00:00Z"},  # partial first and last day
+    {"since": "2025-10-02T01:00:00Z", "until": "2025-10-02T23:00:00Z"},  # inside one day
+    {"since": "2025-10-05", "until": "2025-10-05"},  # empty
+]
+
+
+@pytest.fixture
+def demo(db_url):
+    sx.generate_demo_data(db_url, seed=0, scale="small", as_of=AS_OF)
+    return db_url
+
+
+@PG
+@pytest.mark.parametrize("window", WINDOWS, ids=["default", "partial-days", "one-day", "empty"])
+def test_pnl_report_from_views_equals_the_direct_path(backend, demo, window):
+    direct = sx.pnl_report(demo, as_of=AS_OF, pushdown=False, use_views=False, **window)
+    viewed = sx.pnl_report(demo, as_of=AS_OF, use_views=True, **window)
+    pushed = sx.pnl_report(demo, as_of=AS_OF, pushdown=True, use_views=False, **window)
+    assert (direct.parameters["path"], viewed.parameters["path"], pushed.parameters["path"]) == (
+        "pandas", "views", "pushdown")
+    for other in (viewed, pushed):
+        assert other.summary == direct.summary
+        assert other.tables.keys() == direct.tables.keys()
+        for name, table in direct.tables.items():
+            pd.testing.assert_frame_equal(other.tables[name], table, check_exact=True, obj=name)
+    assert direct.tables["daily"]["realized_pnl"].dtype == MONEY_TOTAL
+
+
+@PG
+def test_views_are_as_fresh_as_their_last_refresh(backend, demo):
+    engine = create_engine(demo)
+    try:
+        with Session(engine) as session:  # a new closed position on the last day
+            user_id = session.execute(sa.text("SELECT user_id FROM users LIMIT 1")).scalar_one()
+            session.add(Position(user_id=user_id, token="SOL", size=Decimal("2"), entry_price=Decimal("100"),
+                                 current_price=Decimal("100.12345678"), status=PositionStatus.CLOSED,
+                                 opened_at=datetime(2025, 10, 27, 1, tzinfo=timezone.utc),
+                                 closed_at=datetime(2025, 10, 27, 2, tzinfo=timezone.utc)))
+            session.commit()
+        direct = sx.pnl_report(engine, as_of=AS_OF, pushdown=False)
+        stale = sx.pnl_report(engine, as_of=AS_OF, use_views=True)
+        assert stale.summary["realized_pnl"] == direct.summary["realized_pnl"]  # summary: from positions
+        assert not stale.tables["daily"].equals(direct.tables["daily"])  # daily: the view, not refreshed
+        result = subprocess.run([*CLI, "db", "refresh-views", "--url", demo], capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert all(name in result.stdout for name in aggregates.VIEW_NAMES)
+        fresh = sx.pnl_report(engine, as_of=AS_OF, use_views=True)
+        pd.testing.assert_frame_equal(fresh.tables["daily"], direct.tables["daily"], check_exact=True)
+    finally:
+        engine.dispose()
+
+
+@PG
+def test_user_statistics_view_matches_the_loaded_tables(backend, demo):
+    stats = aggregates.load_user_statistics(demo).set_index("user_id")
+    users = sx.load_users(demo).set_index("user_id")
+    positions, orders = sx.load_positions(demo), sx.load_orders(demo)
+    keys, audit = sx.load_api_keys(demo), sx.load_audit_logs(demo, event_type="authentication")
+    assert set(stats.index) == set(users.index)
+    closed = positions[positions["status"].astype(str).isin(["closed", "liquidated"])]
+    executed = orders[orders["status"].astype(str) == "executed"]
+    failed_logins = audit[(audit["action"] == "login") & ~audit["success"].astype(bool)]
+    for user_id, row in stats.iterrows():
+        own_positions = positions[positions["user_id"] == user_id]
+        own_closed = closed[closed["user_id"] == user_id]
+        own_orders = orders[orders["user_id"] == user_id]
+        assert row["username"] == users.loc[user_id, "username"]
+        assert row["positions"] == len(own_positions)
+        assert row["open_positions"] == int((own_positions["status"].astype(str) == "open").sum())
+        assert row["closed_positions"] == len(own_closed)
+        assert row["realized_pnl"] == metrics.quantize(metrics._common.money_sum(own_closed["pnl"]))
+        assert row["wins"] == int((own_closed["pnl"] > 0).sum())
+        assert row["losses"] == int((own_closed["pnl"] < 0).sum())
+        assert row["orders"] == len(own_orders)
+        assert row["executed_orders"] == int((own_orders["status"].astype(str) == "executed").sum())
+        assert row["failed_orders"] == int((own_orders["status"].astype(str) == "failed").sum())
+        assert row["executed_notional"] == metrics._common.money_sum(
+            executed.loc[executed["user_id"] == user_id, "total_value"])
+        if len(own_orders):
+            assert row["first_order_at"] == own_orders["created_at"].min()
+            assert row["last_order_at"] == own_orders["created_at"].max()
+        else:
+            assert pd.isna(row["first_order_at"])
+        assert row["api_keys"] == int((keys["user_id"] == user_id).sum())
+        assert row["active_api_keys"] == int(((keys["user_id"] == user_id) & keys["is_active"].astype(bool)).sum())
+        assert row["failed_logins"] == int((failed_logins["user_id"] == user_id).sum())
+    assert stats["realized_pnl"].dtype == MONEY_TOTAL and stats["positions"].dtype == "Int64"
+    assert quantize(sum(stats["realized_pnl"], Decimal(0))) == metrics._common.money_sum(closed["pnl"])
+
+
+@PG
+def test_views_setting_and_explicit_choice(backend, demo, monkeypatch):
+    monkeypatch.setenv("SHIVX_USE_VIEWS", "true")
+    get_settings.cache_clear()
+    try:
+        assert sx.pnl_report(demo, as_of=AS_OF).parameters["path"] == "views"
+        assert sx.pnl_report(demo, as_of=AS_OF, use_views=False, pushdown=False).parameters["path"] == "pandas"
+    finally:
+        monkeypatch.delenv("SHIVX_USE_VIEWS")
+        get_settings.cache_clear()
+
+
+def test_views_on_sqlite_are_refused_with_a_clear_error(tmp_path):
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    sx.migrate(url)
+    sx.generate_demo_data(url, seed=0, scale=200, as_of=AS_OF)
+    with pytest.raises(PushdownUnavailable, match="PostgreSQL only; this source is sqlite"):
+        sx.pnl_report(url, as_of=AS_OF, use_views=True)
+    with pytest.raises(ValueError, match="PostgreSQL only"):
+        aggregates.refresh_views(url)
+    result = subprocess.run([*CLI, "db", "refresh-views", "--url", url], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "PostgreSQL only" in result.stderr
+    assert np.isfinite(float(sx.pnl_report(url, as_of=AS_OF).summary["realized_pnl"]))
+
+
+@PG
+@pytest.mark.parametrize(("min_rows", "expected"), [("0", "pushdown"), ("1000000000", "pandas")])
+def test_auto_pushes_the_pnl_daily_series_down_above_the_planner_estimate(backend, demo, monkeypatch,
+                                                                           min_rows, expected):
+    monkeypatch.setenv("SHIVX_PUSHDOWN_MIN_ROWS", min_rows)
+    get_settings.cache_clear()
+    try:
+        report = sx.pnl_report(demo, as_of=AS_OF)
+    finally:
+        monkeypatch.delenv("SHIVX_PUSHDOWN_MIN_ROWS")
+        get_settings.cache_clear()
+    assert report.parameters["path"] == expected
+    engine = create_engine(demo)
+    try:
+        with engine.connect() as connection:  # the estimate the choice used: close to the true count
+            statement = aggregates.closed_positions_rows("2025-07-01", "2025-11-01")
+            estimate = aggregates._common.estimated_rows(connection, statement)
+            actual = connection.execute(sa.select(sa.func.count()).select_from(statement.subquery())).scalar_one()
+    finally:
+        engine.dispose()
+    assert actual > 0 and 0.5 * actual <= estimate <= 2 * actual
+
+
+def _same_summary(left: dict, right: dict) -> None:
+    assert left.keys() == right.keys()
+    for key, value in left.items():
+        if isinstance(value, float):
+            assert right[key] == pytest.approx(value, rel=1e-12, abs=0), key
+        else:
+            assert right[key] == value, key
+
+
+@PG
+@pytest.mark.parametrize("window", WINDOWS, ids=["default", "partial-days", "one-day", "empty"])
+def test_api_usage_report_from_views_equals_the_direct_path(backend, demo, window):
+    direct = sx.api_usage_report(demo, as_of=AS_OF, pushdown=False, use_views=False, **window)
+    viewed = sx.api_usage_report(demo, as_of=AS_OF, use_views=True, **window)
+    assert (direct.parameters["path"], viewed.parameters["path"]) == ("pandas", "views")
+    _same_summary(direct.summary, viewed.summary)
+    assert viewed.tables.keys() == direct.tables.keys()
+    for name, table in direct.tables.items():
+        pd.testing.assert_frame_equal(viewed.tables[name], table, check_exact=False, rtol=1e-12, obj=name)
+    if not window:
+        assert len(direct.tables["requests_per_key_per_day"]) > 0
