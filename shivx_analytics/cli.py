@@ -33,6 +33,10 @@ app.add_typer(db_app, name="db")
 
 UrlOption = Annotated[Optional[str], typer.Option("--url", help="Database URL (default: SHIVX_DATABASE_URL, else ./shivx_demo.db)",
                                                   envvar="SHIVX_DATABASE_URL", show_envvar=True)]
+# Commands that only read (report, notebook run) read the analytics database when one is set.
+ReadUrlOption = Annotated[Optional[str], typer.Option(
+    "--url", help="Database URL to read (default: SHIVX_ANALYTICS_DATABASE_URL, else SHIVX_DATABASE_URL, "
+                  "else ./shivx_demo.db)", envvar="SHIVX_DATABASE_URL", show_envvar=True)]
 
 
 def fail(message: str, code: Exit) -> typer.Exit:
@@ -63,6 +67,15 @@ def run_guarded(work):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _read_url(context: typer.Context, url: Optional[str]) -> str:
+    """The database a reading command reads: --url when given on the command line, else the
+    analytics database (SHIVX_ANALYTICS_DATABASE_URL), else SHIVX_DATABASE_URL (db.analytics_url)."""
+    source = context.get_parameter_source("url")  # an enum of the click that typer bundles
+    if getattr(source, "name", None) == "COMMANDLINE":
+        return db.analytics_url(url)
+    return db.analytics_url(primary=url)
 
 
 @db_app.command("upgrade")
@@ -125,6 +138,63 @@ def db_grant(
                                                  analytics_password=password(analytics_password_env)))
     for statement in statements:
         typer.echo(statement)
+
+
+@db_app.command("partitions")
+def db_partitions(
+    url: UrlOption = None,
+    ahead: int = typer.Option(3, "--ahead", min=0, help="Months after the current one to create"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON"),
+):
+    """PostgreSQL: create the audit log's monthly partitions for this month and AHEAD more
+    (idempotent, for cron); rows of those months in the default partition move into them.
+    Prints every partition with its range and estimated rows."""
+    from shivx_analytics import partitions
+
+    target = db.resolve_url(url)
+
+    def work():
+        db.health_check(target)
+        engine = db.create_engine(target)
+        try:
+            with engine.begin() as connection:
+                if connection.dialect.name != "postgresql":
+                    raise ValueError(f"the audit log is partitioned on PostgreSQL only; {db.mask_url(target)} is "
+                                     f"{connection.dialect.name}")
+                if not partitions.is_partitioned(connection):
+                    raise ValueError(f"{db.mask_url(target)}: the audit log is not partitioned: "
+                                     "run `shivx-analytics db upgrade` first")
+                created = partitions.ensure_ahead(connection, ahead)
+                return created, partitions.list_partitions(connection)
+        finally:
+            engine.dispose()
+
+    created, existing = run_guarded(work)
+    if as_json:
+        typer.echo(json.dumps({"created": created, "partitions": [
+            {"name": p.name, "from": p.lower and p.lower.isoformat(), "to": p.upper and p.upper.isoformat(),
+             "rows_estimate": p.rows} for p in existing]}, indent=2))
+        return
+    for partition in existing:
+        span = "DEFAULT" if partition.lower is None else f"{partition.lower:%Y-%m-%d} .. {partition.upper:%Y-%m-%d}"
+        mark = "created" if partition.name in created else "exists"
+        rows = "?" if partition.rows is None else f"~{partition.rows:,} rows"
+        typer.echo(f"{partition.name}\t{span}\t{rows}\t{mark}")
+
+
+@db_app.command("refresh-views")
+def db_refresh_views(
+    url: UrlOption = None,
+    concurrently: bool = typer.Option(True, "--concurrently/--blocking",
+                                      help="CONCURRENTLY keeps the views readable while they refresh"),
+):
+    """PostgreSQL: refresh the materialized views the reports read with --views."""
+    from shivx_analytics.aggregates import refresh_views
+
+    target = db.resolve_url(url)
+    seconds = run_guarded(lambda: (db.health_check(target), refresh_views(target, concurrently=concurrently))[1])
+    for name, took in seconds.items():
+        typer.echo(f"{name}\trefreshed in {took:.2f} s")
 
 
 @app.command("health")
@@ -192,14 +262,21 @@ def seed(
 
 @app.command("report")
 def report(
+    context: typer.Context,
     names: list[str] = typer.Argument(None, help="pnl, execution, api-usage, security or all (default all)"),
-    url: UrlOption = None,
+    url: ReadUrlOption = None,
     since: Optional[str] = typer.Option(None, help="Window start, ISO date/datetime, UTC (inclusive)"),
     until: Optional[str] = typer.Option(None, help="Window end, ISO date/datetime, UTC (exclusive)"),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="Point in time the report describes (default now)"),
     starting_capital: Optional[str] = typer.Option(None, "--starting-capital", help="USD, for equity and drawdown %"),
     out: Path = typer.Option(Path("reports"), "--out", help="Directory the files are written to"),
     formats: str = typer.Option("html,json,csv", "--format", help="Comma-separated: html, json, csv"),
+    pushdown: Optional[bool] = typer.Option(
+        None, "--pushdown/--no-pushdown",
+        help="PostgreSQL: compute the aggregates in the database, or load the rows (default: SHIVX_PUSHDOWN, auto)"),
+    views: Optional[bool] = typer.Option(
+        None, "--views/--no-views",
+        help="PostgreSQL: read the materialized views (pnl, api-usage; default: SHIVX_USE_VIEWS)"),
 ):
     """Generate reports headless; every file appears whole or not at all."""
     selected = _report_names(names)
@@ -209,8 +286,9 @@ def report(
     capital = _decimal_option(starting_capital, "starting_capital")
     if capital is not None and capital <= 0:  # refused before any connection is made
         raise fail(f"--starting-capital must be > 0 USD, got {starting_capital!r}", Exit.BAD_ARGUMENTS)
-    target = db.resolve_url(url)
-    written = run_guarded(lambda: _write_reports(target, selected, chosen, out, window, capital))
+    target = _read_url(context, url)
+    paths = {"pushdown": pushdown, "use_views": views}
+    written = run_guarded(lambda: _write_reports(target, selected, chosen, out, window, capital, paths=paths))
     for path in written:
         typer.echo(str(path))
 
@@ -278,7 +356,11 @@ def _decimal_option(value: Optional[str], name: str):
         raise fail(f"--{name.replace('_', '-')}: {exc}", Exit.BAD_ARGUMENTS) from None
 
 
-def _write_reports(url: str, names, formats, directory: Path, window: dict, capital, summaries: dict | None = None):
+VIEW_REPORTS = ("pnl", "api-usage")  # the reports that can read the materialized views
+
+
+def _write_reports(url: str, names, formats, directory: Path, window: dict, capital, summaries: dict | None = None,
+                   paths: dict | None = None):
     """Build every report in memory, render into a staging folder, then move files into place."""
     import contextlib
     import shutil
@@ -296,6 +378,10 @@ def _write_reports(url: str, names, formats, directory: Path, window: dict, capi
             kwargs = dict(window)
             if name == "pnl":
                 kwargs["starting_capital"] = capital
+            paths = paths or {}
+            kwargs["pushdown"] = paths.get("pushdown")
+            if name in VIEW_REPORTS:  # the others have no materialized views: --views leaves them be
+                kwargs["use_views"] = paths.get("use_views")
             built[name] = builders[name](engine, **kwargs)
     finally:
         engine.dispose()
@@ -351,12 +437,18 @@ app.add_typer(notebook_app, name="notebook")
 
 @notebook_app.command("run")
 def notebook_run(
+    context: typer.Context,
     notebook: Path = typer.Argument(..., help="The .ipynb to execute"),
     parameter: list[str] = typer.Option([], "-p", "--parameter", help="key=value for the parameters cell (repeatable)"),
     out: Path = typer.Option(..., "--out", help="HTML file to write (self-contained, code hidden)"),
-    url: UrlOption = None,
+    url: ReadUrlOption = None,
 ):
-    """Execute NOTEBOOK with parameters and export it as self-contained HTML."""
+    """Execute NOTEBOOK with parameters and export it as self-contained HTML.
+
+    The notebook's database_url parameter is --url, else the analytics database when
+    SHIVX_ANALYTICS_DATABASE_URL is set (a notebook that writes, like 01_quickstart's seeding,
+    needs --url pointing at the primary then); otherwise the notebook reads SHIVX_DATABASE_URL.
+    """
     from shivx_analytics.notebook_runner import parse_parameters, run_notebook
 
     try:
@@ -365,9 +457,11 @@ def notebook_run(
         raise fail(str(exc), Exit.BAD_ARGUMENTS) from None
     if not notebook.is_file():
         raise fail(f"notebook {str(notebook)!r} does not exist", Exit.BAD_ARGUMENTS)
+    read = _read_url(context, url)
     if url:
         os.environ["SHIVX_DATABASE_URL"] = url
-        parameters.setdefault("database_url", url)
+    if url or read != db.resolve_url(url):  # else the notebook's own default database
+        parameters.setdefault("database_url", read)
     target = run_guarded(lambda: run_notebook(notebook, parameters, out))
     typer.echo(str(target))
 

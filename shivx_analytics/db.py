@@ -24,6 +24,7 @@ from shivx_analytics.config import Settings, get_settings
 __all__ = [
     "DatabaseUnavailable", "normalize_url", "mask_url", "create_engine", "create_async_engine",
     "init_db", "close_db", "get_db", "get_session", "health_check", "HealthStatus", "connect", "resolve_url",
+    "analytics_url", "engine_url",
     "StatementTimeout", "run_in_transaction", "is_retryable", "is_connection_lost",
 ]
 
@@ -51,6 +52,18 @@ def resolve_url(url: str | URL | None = None) -> str:
     if url is None:
         return get_settings().database_url
     return url.render_as_string(hide_password=False) if isinstance(url, URL) else str(url)
+
+
+def analytics_url(url: str | URL | None = None, *, primary: str | URL | None = None) -> str:
+    """Where analytics reads (loaders, reports, ``report`` and ``notebook run``): ``url``, else
+    SHIVX_ANALYTICS_DATABASE_URL (a read replica, say), else ``primary``, else
+    SHIVX_DATABASE_URL, else the local SQLite file. The one place that decides it."""
+    if url is not None:
+        return resolve_url(url)
+    replica = get_settings().analytics_database_url
+    if replica:
+        return replica
+    return resolve_url(primary)
 
 
 def normalize_url(url: str | URL, *, asynchronous: bool = False) -> URL:
@@ -81,16 +94,23 @@ def create_engine(url: str | URL | None = None, *, settings: Settings | None = N
     timeout (SHIVX_STATEMENT_TIMEOUT_MS), whose expiry raises StatementTimeout.
     """
     settings = settings or get_settings()
-    target = normalize_url(resolve_url(url) if url is None or isinstance(url, str) else url)
+    target = engine_url(url, settings=settings)
     options = _engine_options(target, settings)
-    if target.get_backend_name() == "postgresql":
-        # in the URL, not only connect_args: the loaders' DuckDB/libpq path reads engine.url
-        target = _with_postgres_settings(target, settings)
     engine = sa.create_engine(target, **(options | kwargs))
     if target.get_backend_name() == "sqlite":
         _configure_sqlite(engine, target, settings)
     _report_statement_timeouts(engine, settings)
     return engine
+
+
+def engine_url(url: str | URL | None = None, *, settings: Settings | None = None) -> URL:
+    """The URL create_engine connects to: our driver; for PostgreSQL with the settings' TLS and
+    statement timeout in its query (not only connect_args: the loaders' DuckDB/libpq path reads it)."""
+    settings = settings or get_settings()
+    target = normalize_url(resolve_url(url) if url is None or isinstance(url, str) else url)
+    if target.get_backend_name() == "postgresql":
+        target = _with_postgres_settings(target, settings)
+    return target
 
 
 def create_async_engine(url: str | URL | None = None, *, settings: Settings | None = None,
@@ -397,9 +417,13 @@ def _reason(exc: BaseException) -> str:
     return text
 
 
-def connect(url: str | URL | None = None) -> Engine:
-    """An Engine for ``url`` (default: SHIVX_DATABASE_URL, else the local SQLite file)."""
-    return create_engine(url)
+def connect(url: str | URL | None = None, *, analytics: bool = False) -> Engine:
+    """An Engine for ``url`` (default: SHIVX_DATABASE_URL, else the local SQLite file).
+
+    ``analytics=True``: without ``url``, the analytics database instead (analytics_url():
+    SHIVX_ANALYTICS_DATABASE_URL, else SHIVX_DATABASE_URL), for reading only.
+    """
+    return create_engine(analytics_url(url) if analytics else url)
 
 
 def database_path(url: str | URL) -> Path | None:
@@ -491,6 +515,25 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config(None)).get_current_head()
 
 
+def comparison_options(dialect: str) -> dict[str, Any]:
+    """Alembic options comparing the models with a database of ``dialect``: types and server
+    defaults compared; the audit log's partitions (PostgreSQL) are part of its table, not tables
+    of their own; an index the models create on one dialect only (``Index.ddl_if``, e.g. GIN)
+    is expected on that dialect only."""
+    from shivx_analytics.partitions import is_partition_name
+
+    def include_name(name, type_, parent_names):
+        return not (type_ == "table" and name and is_partition_name(name))
+
+    def include_object(obj, name, type_, reflected, compare_to):
+        condition = getattr(obj, "_ddl_if", None)
+        return not (type_ == "index" and not reflected and condition is not None
+                    and condition.dialect not in (None, dialect))
+
+    return {"compare_type": True, "compare_server_default": True,
+            "include_name": include_name, "include_object": include_object}
+
+
 def schema_problems(url: str | URL | None = None) -> list[str]:
     """What separates the database from head and the models (empty when none)."""
     from alembic.autogenerate import compare_metadata
@@ -505,8 +548,7 @@ def schema_problems(url: str | URL | None = None) -> list[str]:
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True,
-                                                                   "compare_server_default": True})
+            context = MigrationContext.configure(connection, opts=comparison_options(connection.dialect.name))
             problems += [str(diff) for diff in compare_metadata(context, metadata)]
     finally:
         engine.dispose()

@@ -28,8 +28,11 @@ How a load runs (ORM objects are never built):
    statement with its parameters; the scanner reads through binary COPY on parallel connections
    (ctid ranges, one exported snapshot) and pushes the filters into those COPY queries (DuckDB
    quotes the values there). A filtered load reads through one connection, so PostgreSQL can use
-   its indexes. SQLite: the standard library's sqlite3 runs the statement with its parameters
-   (the same SQLite as the engines: a second copy in the process corrupts WAL databases).
+   its indexes. A filter the scanner cannot push down (load_audit_logs' ``details``: jsonb
+   containment, for the GIN index) sends the whole statement to PostgreSQL through DuckDB's
+   ``postgres_query``, its values as escaped literals (_pg_literal). SQLite: the standard
+   library's sqlite3 runs the statement with its parameters (the same SQLite as the engines: a
+   second copy in the process corrupts WAL databases).
 3. Arrow converts the columns batch by batch (SQLite text -> decimal128 and timestamps, 32-hex
    ids -> dashed ids) on two threads, computes the derived money exactly, sorts the whole frame
    by time then id (cheaper than the database's sort, and without a second copy of the rows held
@@ -47,8 +50,10 @@ down and scanned all 1M rows for a token filter (0.74 s against 0.10 s). Both bu
 copy of SQLite, which corrupts a WAL database that the process also writes through sqlite3
 (see _sqlite_batches), so SQLite is read through sqlite3: about 2.5x ADBC's time for 1M orders.
 
-Sources: an Engine, a URL string, a Connection or a Session. The fast paths open their own
-read-only connection from the source's URL, so they see committed data. A Connection or Session
+Sources: an Engine, a URL string, a Connection or a Session; None (the default) is the analytics
+database, ``db.analytics_url()``: SHIVX_ANALYTICS_DATABASE_URL (a read replica, say), else
+SHIVX_DATABASE_URL, else the local SQLite file. The fast paths open their own read-only
+connection from the source's URL, so they see committed data. A Connection or Session
 whose transaction has written something (PostgreSQL: the transaction has an xid; SQLite: the
 driver has a transaction open; a Session's pending objects are flushed first, as its own
 queries would) is read through that connection instead, as are in-memory SQLite databases:
@@ -59,12 +64,13 @@ too, with a RuntimeWarning.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import threading
 import uuid
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
@@ -79,6 +85,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.engine import URL, Connection, Engine
@@ -86,6 +93,7 @@ from sqlalchemy.orm import Session
 
 from shivx_analytics import _arrow
 from shivx_analytics._arrow import FrameDataError
+from shivx_analytics import db as _db
 from shivx_analytics.db import DatabaseUnavailable, mask_url, normalize_url
 from shivx_analytics.models import (
     APIKey, Order, OrderAction, OrderStatus, OrderType, Position, PositionStatus, SecurityAuditLog, User,
@@ -97,6 +105,7 @@ __all__ = [
 ]
 
 Source = Engine | Connection | Session | str | URL
+DetailValue = str | int | float | bool | None
 
 
 class LoadError(RuntimeError):
@@ -106,7 +115,7 @@ class LoadError(RuntimeError):
 # Public API ---------------------------------------------------------------------------------
 
 
-def load_positions(source: Source, *, since: Any = None, until: Any = None, user_id: Any = None,
+def load_positions(source: Source | None = None, *, since: Any = None, until: Any = None, user_id: Any = None,
                    token: Any = None, status: Any = None, strategy: Any = None,
                    columns: Sequence[str] | None = None,
                    chunksize: int | None = None) -> pd.DataFrame | Iterator[pd.DataFrame]:
@@ -132,7 +141,7 @@ def load_positions(source: Source, *, since: Any = None, until: Any = None, user
     return _load(query, source, columns, chunksize)
 
 
-def load_orders(source: Source, *, since: Any = None, until: Any = None, user_id: Any = None,
+def load_orders(source: Source | None = None, *, since: Any = None, until: Any = None, user_id: Any = None,
                 token: Any = None, status: Any = None, action: Any = None, order_type: Any = None,
                 position_id: Any = None, columns: Sequence[str] | None = None,
                 chunksize: int | None = None) -> pd.DataFrame | Iterator[pd.DataFrame]:
@@ -154,15 +163,30 @@ def load_orders(source: Source, *, since: Any = None, until: Any = None, user_id
     return _load(query, source, columns, chunksize)
 
 
-def load_audit_logs(source: Source, *, since: Any = None, until: Any = None, event_type: Any = None,
+def load_audit_logs(source: Source | None = None, *, since: Any = None, until: Any = None, event_type: Any = None,
                     user_id: Any = None, ip_address: Any = None, success: Any = None,
-                    request_id: Any = None, columns: Sequence[str] | None = None,
+                    request_id: Any = None, details: Mapping[str, DetailValue] | None = None,
+                    columns: Sequence[str] | None = None,
                     chunksize: int | None = None) -> pd.DataFrame | Iterator[pd.DataFrame]:
     """Security audit events with timestamp in ``[since, until)``, ordered by timestamp then log_id.
 
     Columns: log_id, timestamp, event_type, user_id, ip_address, resource, action, success,
     request_id, details (JSON text) and, read from details, api_key_id (details.key_id),
     status_code (details.status_code) and reason (details.reason).
+
+    ``details`` keeps the events whose details object holds every given key with exactly that
+    JSON value, e.g. ``details={"key_id": key_id}`` (one key's requests) or
+    ``details={"reason": "rate_limited", "status_code": 429}``. Keys are strings (any text:
+    dots and quotes are part of the key, never a path); values are JSON scalars: str, int
+    (64-bit), float (finite), bool or None. Types are compared as JSON compares them: ``True``
+    matches only JSON true (not 1), ``"1"`` only the string "1", 1 and 1.0 the same number;
+    ``None`` matches a key holding null, not a missing key; a key holding an array or object
+    matches no scalar. An empty mapping filters nothing. Anything else raises ValueError.
+    PostgreSQL evaluates it as ``details @> '{...}'::jsonb``, which the GIN index on details
+    (jsonb_path_ops) answers: such a load is sent to PostgreSQL whole, through DuckDB's
+    ``postgres_query`` (the scanner pushes no JSON operator down), its values written as
+    escaped, typed literals. SQLite compares each key through ``json_each(details)`` (key,
+    JSON type and value; json_extract paths cannot name every key), without an index.
     """
     window = _Window.parse(since, until)
     query = _Query(AUDIT_LOGS)
@@ -172,10 +196,11 @@ def load_audit_logs(source: Source, *, since: Any = None, until: Any = None, eve
     query.equals("ip_address", ip_address, "text")
     query.equals("success", success, "bool")
     query.equals("request_id", request_id, "text")
+    query.contains("details", _details_filter(details))
     return _load(query, source, columns, chunksize)
 
 
-def load_api_keys(source: Source, *, user_id: Any = None, active: Any = None) -> pd.DataFrame:
+def load_api_keys(source: Source | None = None, *, user_id: Any = None, active: Any = None) -> pd.DataFrame:
     """API keys (never their hash), ordered by created_at then key_id; ``active`` filters is_active."""
     query = _Query(API_KEYS)
     query.equals("user_id", user_id, "uuid")
@@ -183,7 +208,7 @@ def load_api_keys(source: Source, *, user_id: Any = None, active: Any = None) ->
     return _load(query, source, None, None)
 
 
-def load_users(source: Source, *, active: Any = None) -> pd.DataFrame:
+def load_users(source: Source | None = None, *, active: Any = None) -> pd.DataFrame:
     """Users (never their password hash), ordered by created_at then user_id."""
     query = _Query(USERS)
     query.equals("is_active", active, "bool", argument="active")
@@ -442,6 +467,53 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
+_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+def _details_filter(details: Any) -> list[tuple[str, DetailValue]] | None:
+    """``details=``: (key, value) pairs, each key a string and each value a JSON scalar."""
+    if details is None:
+        return None
+    if not isinstance(details, Mapping):
+        raise ValueError(f"details={details!r} is not valid: give a mapping of keys to JSON scalars, "
+                         f"e.g. details={{'key_id': '...'}}, not a {type(details).__name__}")
+    pairs = []
+    for key, value in details.items():
+        if not isinstance(key, str):
+            raise ValueError(f"details key {key!r} is not valid: details keys must be strings, "
+                             f"not {type(key).__name__}")
+        _check_text(key, f"details key {key!r}")
+        pairs.append((key, _detail_value(key, value)))
+    return pairs
+
+
+def _detail_value(key: str, value: Any) -> DetailValue:
+    if isinstance(value, np.generic):  # numpy scalars as the Python values they hold
+        value = value.item()
+    what = f"details[{key!r}]={value!r}"
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        _check_text(value, what)
+        return value
+    if isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise ValueError(f"{what} is not valid: an integer must fit 64 bits")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{what} is not valid: JSON has no NaN or infinity")
+        return value
+    raise ValueError(f"{what} is not valid: details values must be JSON scalars "
+                     f"(str, int, float, bool or None), not {type(value).__name__}")
+
+
+def _check_text(text: str, what: str) -> None:
+    if "\x00" in text or not text.isascii() and _has_surrogate(text):
+        raise ValueError(f"{what} cannot match anything: text with a NUL character or an unpaired "
+                         "surrogate is not valid in the database")
+
+
 def _output_columns(frame: _Frame, columns: Sequence[str] | None) -> list[str]:
     if columns is None:
         return frame.names
@@ -463,7 +535,7 @@ def _chunksize(chunksize: Any) -> int | None:
 
 # Query composition --------------------------------------------------------------------------
 
-Bind = Callable[[Any, str], sa.BindParameter]
+Bind = Callable[[Any, str], sa.ColumnElement]  # with .backend: 'sqlite' or 'postgresql'
 
 
 @dataclass
@@ -473,6 +545,7 @@ class _Query:
     frame: _Frame
     conditions: list[Callable[[sa.Table, Bind], sa.ColumnElement]] = field(default_factory=list)
     filtered: bool = False
+    native: bool = False  # a condition DuckDB's scanner cannot push down: PostgreSQL runs the query
 
     def where(self, condition: Callable[[sa.Table, Bind], sa.ColumnElement]) -> None:
         self.conditions.append(condition)
@@ -498,16 +571,33 @@ class _Query:
             return t.c[column].in_([bind(v, bind_kind) for v in values])
         self.where(condition)
 
-    def select(self, fetch: Sequence[str], backend: str, *, ordered: bool = True) -> sa.Select:
+    def contains(self, column: str, pairs: list[tuple[str, DetailValue]] | None) -> None:
+        """The JSON object in ``column`` holds each key with exactly that JSON scalar value."""
+        if not pairs:
+            return
+
+        def condition(t, bind):
+            if bind.backend == "sqlite":
+                return sa.and_(*[_sqlite_json_has(t.c[column], key, value, bind) for key, value in pairs])
+            document = json.dumps(dict(pairs), ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+            return t.c[column].op("@>", is_comparison=True)(bind(document, "jsonb"))
+        self.where(condition)
+        self.native = True
+
+    def select(self, fetch: Sequence[str], backend: str, *, ordered: bool = True, inline: bool = False) -> sa.Select:
         t = self.frame.table
-        bind = _binder(backend)
+        bind = _binder(backend, inline=inline)
         statement = sa.select(*[t.c[name] for name in fetch]).where(*[condition(t, bind) for condition in self.conditions])
         return statement.order_by(t.c[self.frame.time], t.c[self.frame.id]) if ordered else statement
 
 
-def _binder(backend: str) -> Bind:
-    """Bound parameters holding values as each backend stores them (never formatted into SQL)."""
-    def bind(value: Any, kind: str) -> sa.BindParameter:
+def _binder(backend: str, *, inline: bool = False) -> Bind:
+    """Bound parameters holding values as each backend stores them (never formatted into SQL).
+
+    ``inline`` (PostgreSQL): escaped, typed literals instead (_pg_literal), for a statement
+    that DuckDB hands to PostgreSQL as text (postgres_query takes no parameters).
+    """
+    def bind(value: Any, kind: str) -> sa.ColumnElement:
         if backend == "sqlite":
             if kind == "uuid":
                 return sa.bindparam(None, value.hex, type_=sa.String())
@@ -515,15 +605,74 @@ def _binder(backend: str) -> Bind:
                 return sa.bindparam(None, _sqlite_time(value), type_=sa.String())
             if kind == "bool":
                 return sa.bindparam(None, int(value), type_=sa.Integer())
+            if kind == "number":
+                return sa.bindparam(None, value, type_=sa.Float() if isinstance(value, float) else sa.BigInteger())
             return sa.bindparam(None, value, type_=sa.String())
+        if inline:
+            return sa.literal_column(_pg_literal(value, kind))
         if kind == "uuid":
             return sa.bindparam(None, value, type_=sa.Uuid())
         if kind == "time":
             return sa.bindparam(None, value, type_=sa.DateTime(timezone=True))
         if kind == "bool":
             return sa.bindparam(None, value, type_=sa.Boolean())
+        if kind == "jsonb":
+            return sa.cast(sa.bindparam(None, value, type_=sa.String()), JSONB)
         return sa.bindparam(None, value, type_=sa.String())
+    bind.backend = backend
     return bind
+
+
+def _pg_literal(value: Any, kind: str) -> str:
+    """A PostgreSQL literal of ``value``: printable ASCII only, every quote and backslash escaped."""
+    if kind == "uuid":
+        return f"'{uuid.UUID(str(value))}'::uuid"
+    if kind == "time":
+        return f"'{value.astimezone(timezone.utc).isoformat()}'::timestamptz"
+    if kind == "bool":
+        return "true" if value else "false"
+    if kind == "jsonb":
+        return f"{_pg_string(value)}::jsonb"
+    if kind == "text":
+        return _pg_string(value)
+    raise ValueError(f"no PostgreSQL literal for a {kind} value")
+
+
+def _pg_string(text: str) -> str:
+    """An escape string constant, E'...': read the same whatever standard_conforming_strings and
+    client_encoding say. Printable ASCII stays, quote and backslash are escaped, anything else
+    becomes a \\uXXXX or \\UXXXXXXXX escape (NUL and lone surrogates are refused before this)."""
+    parts = []
+    for character in text:
+        code = ord(character)
+        if character in "\\'":
+            parts.append("\\" + character)
+        elif 0x20 <= code < 0x7F:
+            parts.append(character)
+        elif code < 0x10000:
+            parts.append(f"\\u{code:04x}")
+        else:
+            parts.append(f"\\U{code:08x}")
+    return "E'" + "".join(parts) + "'"
+
+
+def _sqlite_json_has(column: sa.ColumnElement, key: str, value: DetailValue, bind: Bind) -> sa.ColumnElement:
+    """SQLite: the JSON object in ``column`` has ``key`` holding ``value``, as PostgreSQL's @> decides.
+
+    json_each gives each top-level entry's decoded key, JSON type and SQL value (true/false
+    read 1/0, hence the type test). Not json_extract: a path cannot name every key (SQLite
+    3.40 compares a quoted path label with the key as written, escapes and all).
+    """
+    entry = sa.func.json_each(column).table_valued("key", "type", "atom").alias()
+    conditions = [entry.c.key == bind(key, "text")]
+    if value is None or isinstance(value, bool):
+        conditions.append(entry.c.type == bind({None: "null", True: "true", False: "false"}[value], "text"))
+    elif isinstance(value, str):
+        conditions += [entry.c.type == bind("text", "text"), entry.c.atom == bind(value, "text")]
+    else:
+        conditions += [entry.c.type.in_([bind("integer", "text"), bind("real", "text")]),
+                       entry.c.atom == bind(value, "number")]
+    return sa.exists(sa.select(sa.literal_column("1")).select_from(entry).where(*conditions))
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -703,8 +852,13 @@ class _Target:
             self.cleanup.pop()()
 
 
-def _resolve(source: Source) -> _Target:
-    """Where to read from: a URL for the fast path, or a connection whose writes must be seen."""
+def _resolve(source: Source | None) -> _Target:
+    """Where to read from: a URL for the fast path, or a connection whose writes must be seen.
+
+    None: the analytics database (SHIVX_ANALYTICS_DATABASE_URL, else SHIVX_DATABASE_URL, else the
+    local SQLite file) with the settings' TLS and statement timeout, as ``sx.connect(analytics=True)``."""
+    if source is None:
+        return _resolve(_db.engine_url(_db.analytics_url()))
     if isinstance(source, (str, URL)):
         url = normalize_url(source)
         if _in_memory(url):
@@ -876,10 +1030,22 @@ def _duckdb_batches(url: URL, query: _Query, fetch: list[str], size: int | None,
     import duckdb
 
     frame = query.frame
-    sql, params = _positional(query.select(fetch, "postgresql", ordered=ordered), PGDialect(paramstyle="numeric_dollar"))
+    if query.native:
+        # PostgreSQL runs the whole statement (values inlined as escaped literals: postgres_query
+        # takes no parameters), so it can use indexes DuckDB knows nothing of, e.g. GIN on details.
+        remote = _compiled_inline(query.select(fetch, "postgresql", ordered=False, inline=True))
+        sql = "SELECT * FROM postgres_query($1, $2)"
+        if ordered:
+            sql += f" ORDER BY {_duckdb_identifier(frame.time)}, {_duckdb_identifier(frame.id)}"
+        params = None  # set below, once the alias is known
+    else:
+        sql, params = _positional(query.select(fetch, "postgresql", ordered=ordered),
+                                  PGDialect(paramstyle="numeric_dollar"))
     libpq = _libpq_uri(url)
     alias = f"shivx_{uuid.uuid4().hex}"
     schema = frame.table.schema or "public"
+    if params is None:
+        params = [alias, remote]
     cursor = _duckdb().cursor()
     attached = False
     try:
@@ -909,6 +1075,18 @@ def _duckdb_batches(url: URL, query: _Query, fetch: list[str], size: int | None,
                 cursor.execute(f"DETACH {alias}")
         finally:
             cursor.close()
+
+
+def _compiled_inline(statement: sa.Select) -> str:
+    """PostgreSQL SQL text of a statement built with inline literals (no parameters left)."""
+    compiled = statement.compile(dialect=PGDialect(paramstyle="numeric_dollar"))
+    if compiled.params:
+        raise AssertionError(f"a parameter was left in an inline statement: {sorted(compiled.params)}")
+    return str(compiled)
+
+
+def _duckdb_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _libpq_uri(url: URL) -> str:
