@@ -368,8 +368,8 @@ def test_pushdown_on_sqlite_is_refused_naming_sqlite(backend, db_url, report):
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_the_api_usage_report_has_no_views_yet(backend, db_url):
-    with pytest.raises(PushdownUnavailable, match="no materialized views"):
+def test_the_api_usage_views_are_refused_on_sqlite(backend, db_url):
+    with pytest.raises(PushdownUnavailable, match="PostgreSQL only; this source is sqlite"):
         api_usage_report(db_url, as_of=EDGE_AS_OF, use_views=True)
     assert api_usage_report(db_url, as_of=EDGE_AS_OF, use_views=False).parameters["path"] == "pandas"
 

@@ -32,7 +32,8 @@ class PushdownUnavailable(ValueError):
 @contextmanager
 def read_connection(source: Any) -> Iterator[Connection]:
     """A SQLAlchemy Connection for ``source`` (Engine, Connection, Session or URL); one opened
-    here is closed (and its engine disposed) on exit."""
+    here reads one snapshot and is closed (and its engine disposed) on exit. A Connection or
+    Session given is used as it is (its transaction, its isolation)."""
     if isinstance(source, Connection):
         yield source
         return
@@ -40,7 +41,7 @@ def read_connection(source: Any) -> Iterator[Connection]:
         yield source.connection()
         return
     if isinstance(source, Engine):
-        with source.connect() as connection:
+        with _snapshot(source) as connection:
             yield connection
         return
     if isinstance(source, (str, URL)):
@@ -48,12 +49,22 @@ def read_connection(source: Any) -> Iterator[Connection]:
 
         engine = db.create_engine(source)
         try:
-            with engine.connect() as connection:
+            with _snapshot(engine) as connection:
                 yield connection
         finally:
             engine.dispose()
         return
     raise TypeError(f"source must be an Engine, a Connection, a Session or a database URL, not {type(source).__name__}")
+
+
+@contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection whose statements all read one snapshot (PostgreSQL: REPEATABLE READ, read
+    only), so the several statements of a push-down agree with each other as one load would."""
+    options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True} \
+        if engine.dialect.name == "postgresql" else {}
+    with engine.connect().execution_options(**options) as connection:
+        yield connection
 
 
 def backend_of(connection: Connection) -> str:

@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
 
 from shivx_analytics.metrics._common import MONEY_TOTAL, quantize, typed_frame
 
@@ -47,16 +48,28 @@ def has_views(connection: Connection) -> bool:
 
 def refresh_views(source: Any, *, concurrently: bool = True) -> dict[str, float]:
     """Refresh every materialized view (CONCURRENTLY: readers are not blocked); returns the
-    seconds each took. Commits. Raises ValueError on SQLite (no materialized views there)."""
-    with read_connection(source) as connection:
-        if connection.dialect.name != "postgresql":
-            raise ValueError(f"materialized views exist on PostgreSQL only; this database is {connection.dialect.name}")
-        if not has_views(connection):
-            raise ValueError("the materialized views are missing: run `shivx-analytics db upgrade` first")
-        seconds = refresh_in(connection, concurrently=concurrently)
-        if connection.in_transaction():
-            connection.commit()
-        return seconds
+    seconds each took. A URL or Engine is refreshed in a transaction of its own, committed here;
+    a Connection or Session in the caller's. Raises ValueError on SQLite (no views there)."""
+    if isinstance(source, (Connection, Session)):
+        connection = source if isinstance(source, Connection) else source.connection()
+        return _refresh_checked(connection, concurrently)
+    from shivx_analytics import db
+
+    engine = source if isinstance(source, Engine) else db.create_engine(source)
+    try:
+        with engine.begin() as connection:
+            return _refresh_checked(connection, concurrently)
+    finally:
+        if engine is not source:
+            engine.dispose()
+
+
+def _refresh_checked(connection: Connection, concurrently: bool) -> dict[str, float]:
+    if connection.dialect.name != "postgresql":
+        raise ValueError(f"materialized views exist on PostgreSQL only; this database is {connection.dialect.name}")
+    if not has_views(connection):
+        raise ValueError("the materialized views are missing: run `shivx-analytics db upgrade` first")
+    return refresh_in(connection, concurrently=concurrently)
 
 
 def refresh_in(connection: Connection, *, concurrently: bool = True) -> dict[str, float]:
