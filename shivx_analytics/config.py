@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # PostgreSQL push-down of report aggregates (shivx_analytics/aggregates): auto = when the
     # window holds at least pushdown_min_rows rows by the planner's estimate
     pushdown: Literal["auto", "always", "never"] = "auto"
+    # 200k, measured (1M-order demo, this 2-core machine): above it push-down is 1.2-5x faster
+    # (execution ~1.2x, API usage ~2x, security ~5x) and holds 5-8x less memory; below it the
+    # paths take about the same time, and the pandas path keeps numpy's floats to the last bit.
     pushdown_min_rows: int = Field(default=200_000, ge=0,
                                    description="rows in a report's window above which auto pushes down")
     use_views: bool = Field(default=False, description="reports read the materialized views (PostgreSQL)")
