@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from shivx_analytics.db import create_engine
+
 POSTGRES_URL = os.environ.get("SHIVX_TEST_POSTGRES_URL")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 BACKENDS = ["sqlite", "postgresql"]
+POSTGRESQL_ONLY = pytest.mark.parametrize("backend", ["postgresql"])  # tests that need PostgreSQL
 
 
 def _admin_engine():
@@ -51,6 +56,27 @@ def require_backend(backend: str) -> None:
         pytest.skip("SHIVX_TEST_POSTGRES_URL not set")
 
 
+@contextmanager
+def engine_of(url: str) -> Iterator[sa.Engine]:
+    """The project's engine on url (shivx_analytics.db.create_engine), disposed on exit."""
+    engine = create_engine(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def seeded_postgres_database(templates: dict[str, str], seed: Callable[[str], object]) -> Iterator[str]:
+    """A PostgreSQL database copied from the session's migrated template and filled by
+    seed(url); yields its URL and drops it on exit (skips without SHIVX_TEST_POSTGRES_URL)."""
+    require_backend("postgresql")
+    url = create_postgres_database(template=templates["postgresql"])
+    try:
+        seed(url)
+        yield url
+    finally:
+        drop_postgres_database(url)
 
 
 def copy_migrated_database(backend: str, templates: dict[str, str], directory, name: str = "test.db") -> str:

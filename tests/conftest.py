@@ -14,10 +14,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from shivx_analytics.db import create_engine, migrate
+from shivx_analytics.config import get_settings
+from shivx_analytics.db import migrate
 
 from _databases import (  # noqa: E402
-    BACKENDS, IN_CI, POSTGRES_URL, create_postgres_database, drop_postgres_database, require_backend,
+    BACKENDS, IN_CI, POSTGRES_URL, create_postgres_database, drop_postgres_database, engine_of, require_backend,
 )
 
 
@@ -92,11 +93,30 @@ def db_url(request, tmp_path, migrated_templates) -> Iterator[str]:
 
 @pytest.fixture
 def engine(db_url) -> Iterator[sa.Engine]:
-    engine = create_engine(db_url)
-    try:
+    with engine_of(db_url) as engine:
         yield engine
-    finally:
-        engine.dispose()
+
+
+class SettingsEnv:
+    """SHIVX_ variables set for one test; the cached settings are read again after each change."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self._monkeypatch = monkeypatch
+
+    def set(self, **variables: str) -> None:
+        for name, value in variables.items():
+            self._monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+
+
+@pytest.fixture
+def settings_env(monkeypatch) -> Iterator[SettingsEnv]:
+    """Set SHIVX_ variables for one test (settings_env.set(SHIVX_PUSHDOWN="never")), with the
+    cached settings read again before, after each change and after the test."""
+    get_settings.cache_clear()
+    yield SettingsEnv(monkeypatch)
+    monkeypatch.undo()
+    get_settings.cache_clear()
 
 
 @pytest.fixture(params=BACKENDS)

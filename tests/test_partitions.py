@@ -11,16 +11,15 @@ from datetime import date, datetime, timezone
 
 import pytest
 import sqlalchemy as sa
+from _databases import POSTGRESQL_ONLY
 from sqlalchemy.orm import Session
 
 import shivx_analytics as sx
 from shivx_analytics import partitions
-from shivx_analytics.db import create_engine
 from shivx_analytics.frames import AUDIT_LOGS, _Query, _Window
 from shivx_analytics.models import SecurityAuditLog
 
 AS_OF = "2025-10-28T00:00:00Z"
-PG = pytest.mark.parametrize("backend", ["postgresql"])
 CLI = [sys.executable, "-m", "shivx_analytics.cli"]
 
 
@@ -35,33 +34,28 @@ def _partition_of_rows(engine) -> dict[str, int]:
 
 
 @pytest.fixture
-def demo(db_url):
+def demo(db_url, engine):
+    """An engine on the small demo dataset (seed 0)."""
     sx.generate_demo_data(db_url, seed=0, scale="small", as_of=AS_OF)
-    engine = create_engine(db_url)
-    yield engine
-    engine.dispose()
+    return engine
 
 
-@PG
-def test_migration_partitions_the_log_by_month_with_a_default(backend, db_url):
-    engine = create_engine(db_url)
-    try:
-        with engine.connect() as connection:
-            assert partitions.is_partitioned(connection)
-            found = partitions.list_partitions(connection)
-        this_month = partitions.month_start(datetime.now(timezone.utc))
-        names = [p.name for p in found]
-        assert names == [partitions.partition_name(this_month),
-                         partitions.partition_name(partitions.add_months(this_month, 1)),
-                         partitions.DEFAULT_PARTITION]
-        first = found[0]
-        assert first.lower == datetime(this_month.year, this_month.month, 1, tzinfo=timezone.utc)
-        assert first.upper == found[1].lower  # [first instant, first instant of the next month)
-    finally:
-        engine.dispose()
+@POSTGRESQL_ONLY
+def test_migration_partitions_the_log_by_month_with_a_default(backend, engine):
+    with engine.connect() as connection:
+        assert partitions.is_partitioned(connection)
+        found = partitions.list_partitions(connection)
+    this_month = partitions.month_start(datetime.now(timezone.utc))
+    names = [p.name for p in found]
+    assert names == [partitions.partition_name(this_month),
+                     partitions.partition_name(partitions.add_months(this_month, 1)),
+                     partitions.DEFAULT_PARTITION]
+    first = found[0]
+    assert first.lower == datetime(this_month.year, this_month.month, 1, tzinfo=timezone.utc)
+    assert first.upper == found[1].lower  # [first instant, first instant of the next month)
 
 
-@PG
+@POSTGRESQL_ONLY
 def test_demo_rows_land_in_their_months_partitions(backend, demo):
     placed = _partition_of_rows(demo)
     assert partitions.DEFAULT_PARTITION not in placed
@@ -74,7 +68,7 @@ def test_demo_rows_land_in_their_months_partitions(backend, demo):
     assert misplaced == 0
 
 
-@PG
+@POSTGRESQL_ONLY
 def test_every_partition_old_and_new_refuses_update_delete_truncate(backend, demo):
     with demo.begin() as connection:
         created = partitions.ensure_ahead(connection, 2)
@@ -104,7 +98,7 @@ def test_every_partition_old_and_new_refuses_update_delete_truncate(backend, dem
     assert sx.verify_audit_chain(demo).ok
 
 
-@PG
+@POSTGRESQL_ONLY
 def test_creating_a_month_moves_its_rows_out_of_the_default_partition(backend, demo):
     with Session(demo) as session:
         for day in (3, 17):
@@ -128,7 +122,7 @@ def test_creating_a_month_moves_its_rows_out_of_the_default_partition(backend, d
         connection.exec_driver_sql(f"TRUNCATE {partitions.DEFAULT_PARTITION}")
 
 
-@PG
+@POSTGRESQL_ONLY
 def test_db_partitions_command_is_idempotent(backend, db_url):
     first = _run("db", "partitions", "--ahead", "4", "--json", "--url", db_url)
     assert first.returncode == 0, first.stderr
@@ -164,7 +158,7 @@ def _scanned(connection, statement) -> set[str]:
     return found
 
 
-@PG
+@POSTGRESQL_ONLY
 def test_time_windows_prune_partitions(backend, demo):
     query = _Query(AUDIT_LOGS)
     query.window("timestamp", _Window.parse("2025-09-03", "2025-09-20T12:00:00Z"))
@@ -188,7 +182,7 @@ def _scans(engine) -> dict[str, int]:
             "WHERE relname LIKE 'security_audit_logs_%'")).all())
 
 
-@PG
+@POSTGRESQL_ONLY
 def test_the_loader_reads_only_the_partitions_of_its_window(backend, demo):
     """The real load (DuckDB's scanner, its own connections): PostgreSQL's scan counters move on
     September's partition only."""

@@ -8,22 +8,19 @@ dataset of edge cases, for the default window, a window not aligned to days and 
 
 from __future__ import annotations
 
-import io
-import math
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
-from _databases import create_postgres_database, drop_postgres_database, require_backend
+from _compare import assert_path_follows_settings, assert_same_summary, assert_same_tables, png
+from _databases import engine_of, seeded_postgres_database
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from shivx_analytics import aggregates, metrics
 from shivx_analytics.aggregates import PushdownUnavailable
-from shivx_analytics.config import get_settings
-from shivx_analytics.db import create_engine
 from shivx_analytics.demo import generate_demo_data
 from shivx_analytics.frames import load_api_keys, load_audit_logs, load_users
 from shivx_analytics.models import APIKeyCreate, SecurityAuditLog, User, UserCreate, build_api_key
@@ -50,43 +47,23 @@ def assert_same_report(pandas_report: Report, pushdown_report: Report) -> None:
     assert pandas_report.parameters.pop("path") == "pandas"
     assert pushdown_report.parameters.pop("path") == "pushdown"
     assert pandas_report.parameters == pushdown_report.parameters
-    assert list(pandas_report.summary) == list(pushdown_report.summary)
-    for name, expected in pandas_report.summary.items():
-        actual = pushdown_report.summary[name]
-        assert type(actual) is type(expected), name
-        if isinstance(expected, float):
-            assert math.isclose(actual, expected, rel_tol=1e-12, abs_tol=0), name
-        else:
-            assert actual == expected, name
-    assert list(pandas_report.tables) == list(pushdown_report.tables)
-    for name, expected in pandas_report.tables.items():
-        pd.testing.assert_frame_equal(pushdown_report.tables[name], expected, check_exact=False,
-                                      rtol=1e-12, atol=0, obj=f"table {name}")
+    assert_same_summary(pandas_report.summary, pushdown_report.summary)
+    assert_same_tables(pandas_report.tables, pushdown_report.tables)
     assert list(pandas_report.figures) == list(pushdown_report.figures)
     for name, figure in pandas_report.figures.items():
-        assert _png(pushdown_report.figures[name]) == _png(figure), f"figure {name}"
+        assert png(pushdown_report.figures[name]) == png(figure), f"figure {name}"
     assert pandas_report.notes == pushdown_report.notes
-
-
-def _png(figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 # The small demo --------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module", params=["postgresql"])
-def demo_url(request, migrated_templates) -> Iterator[str]:
+def demo_url(migrated_templates) -> Iterator[str]:
     """The small demo dataset (seed 0) on PostgreSQL, shared by this module's tests (they read)."""
-    require_backend(request.param)
-    url = create_postgres_database(template=migrated_templates["postgresql"])
-    try:
-        generate_demo_data(url, seed=0, scale="small", as_of=DEMO_AS_OF)
+    with seeded_postgres_database(
+            migrated_templates, lambda url: generate_demo_data(url, seed=0, scale="small", as_of=DEMO_AS_OF)) as url:
         yield url
-    finally:
-        drop_postgres_database(url)
 
 
 @pytest.mark.parametrize("window", WINDOWS)
@@ -234,8 +211,7 @@ def api_events() -> list[dict]:
 
 
 def seed_edge_cases(url: str) -> None:
-    engine = create_engine(url)
-    try:
+    with engine_of(url) as engine:
         with Session(engine) as session:
             for user_id, name in ((U1, "alice"), (U2, "bob"), (U3, "carol")):
                 session.add(User.model_validate(
@@ -252,20 +228,13 @@ def seed_edge_cases(url: str) -> None:
             session.commit()
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql(f"ALTER DATABASE \"{make_url(url).database}\" SET timezone TO 'Asia/Kathmandu'")
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture(scope="module", params=["postgresql"])
-def edge_url(request, migrated_templates) -> Iterator[str]:
+def edge_url(migrated_templates) -> Iterator[str]:
     """The edge-case dataset on PostgreSQL, shared by this module's tests (they read)."""
-    require_backend(request.param)
-    url = create_postgres_database(template=migrated_templates["postgresql"])
-    try:
-        seed_edge_cases(url)
+    with seeded_postgres_database(migrated_templates, seed_edge_cases) as url:
         yield url
-    finally:
-        drop_postgres_database(url)
 
 
 @pytest.mark.parametrize("window", EDGE_WINDOWS)
@@ -350,15 +319,6 @@ def test_near_limit_threshold_matches_the_metrics(edge_url, edge_frames):
 # Choosing the path -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def settings_env(monkeypatch) -> Iterator[pytest.MonkeyPatch]:
-    """Environment changes read by get_settings() for one test."""
-    get_settings.cache_clear()
-    yield monkeypatch
-    monkeypatch.undo()
-    get_settings.cache_clear()
-
-
 @pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.parametrize("report", REPORTS)
 def test_pushdown_on_sqlite_is_refused_naming_sqlite(backend, db_url, report):
@@ -382,18 +342,4 @@ def test_the_aggregates_refuse_sqlite(backend, db_url):
 
 @pytest.mark.parametrize("report", REPORTS)
 def test_the_path_taken_is_recorded(demo_url, settings_env, report):
-    build = REPORTS[report]
-    assert build(demo_url, as_of=DEMO_AS_OF, pushdown=True).parameters["path"] == "pushdown"
-    assert build(demo_url, as_of=DEMO_AS_OF, pushdown=False).parameters["path"] == "pandas"
-    # auto: the small demo's window is far below the default 200,000 rows
-    assert build(demo_url, as_of=DEMO_AS_OF).parameters["path"] == "pandas"
-    settings_env.setenv("SHIVX_PUSHDOWN_MIN_ROWS", "0")
-    get_settings.cache_clear()
-    assert build(demo_url, as_of=DEMO_AS_OF).parameters["path"] == "pushdown"
-    settings_env.setenv("SHIVX_PUSHDOWN", "never")
-    get_settings.cache_clear()
-    assert build(demo_url, as_of=DEMO_AS_OF).parameters["path"] == "pandas"
-    assert build(demo_url, as_of=DEMO_AS_OF, pushdown=True).parameters["path"] == "pushdown"
-    settings_env.setenv("SHIVX_PUSHDOWN", "always")
-    get_settings.cache_clear()
-    assert build(demo_url, as_of=DEMO_AS_OF).parameters["path"] == "pushdown"
+    assert_path_follows_settings(lambda **path: REPORTS[report](demo_url, as_of=DEMO_AS_OF, **path), settings_env)

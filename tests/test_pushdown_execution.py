@@ -9,7 +9,6 @@ pandas.testing.assert_frame_equal (index, categories, dtypes); histograms bin fo
 
 from __future__ import annotations
 
-import io
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -18,15 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from _databases import create_postgres_database, drop_postgres_database, require_backend
+from _compare import assert_path_follows_settings, assert_same_summary, assert_same_tables, png
+from _databases import POSTGRESQL_ONLY, engine_of, seeded_postgres_database
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
-from test_reports import U1, U2, seed_users, t
+from test_reports import U1, U2, settle_order, seed_users, t
 
 from shivx_analytics import plots
 from shivx_analytics.aggregates import PushdownUnavailable, execution_aggregates, read_connection
-from shivx_analytics.config import get_settings
-from shivx_analytics.db import create_engine
 from shivx_analytics.demo import generate_demo_data
 from shivx_analytics.frames import load_orders
 from shivx_analytics.metrics import latency_seconds
@@ -34,29 +32,15 @@ from shivx_analytics.models import Order, OrderCreate
 from shivx_analytics.reports import Report, execution_report
 
 AS_OF = "2025-10-28T00:00:00Z"
-POSTGRESQL_ONLY = pytest.mark.parametrize("backend", ["postgresql"])  # tests that need PostgreSQL
 
 
 @pytest.fixture(scope="module")
 def demo_url(migrated_templates) -> Iterator[str]:
     """The small demo data (seed 0) on PostgreSQL, shared by the tests of this module (reports
     only read)."""
-    require_backend("postgresql")
-    url = create_postgres_database(template=migrated_templates["postgresql"])
-    try:
-        generate_demo_data(url, seed=0, scale="small", as_of=AS_OF)
+    with seeded_postgres_database(
+            migrated_templates, lambda url: generate_demo_data(url, seed=0, scale="small", as_of=AS_OF)) as url:
         yield url
-    finally:
-        drop_postgres_database(url)
-
-
-@pytest.fixture
-def settings_env(monkeypatch) -> Iterator[pytest.MonkeyPatch]:
-    """monkeypatch for SHIVX_ variables, with the cached settings re-read before and after."""
-    get_settings.cache_clear()
-    yield monkeypatch
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 # Both paths give the same report ----------------------------------------------------------------
@@ -92,27 +76,19 @@ def test_the_pushdown_path_loads_no_order_rows(backend, demo_url, monkeypatch):
 @POSTGRESQL_ONLY
 def test_every_kind_of_source_gives_the_same_pushed_down_report(backend, demo_url):
     expected = execution_report(demo_url, as_of=AS_OF, pushdown=True)
-    engine = create_engine(demo_url)
-    try:
-        with engine.connect() as connection, Session(engine) as session:
-            for source in (engine, connection, session):
-                report = execution_report(source, as_of=AS_OF, pushdown=True)
-                assert report.to_json() == expected.to_json()
-    finally:
-        engine.dispose()
+    with engine_of(demo_url) as engine, engine.connect() as connection, Session(engine) as session:
+        for source in (engine, connection, session):
+            report = execution_report(source, as_of=AS_OF, pushdown=True)
+            assert report.to_json() == expected.to_json()
 
 
 @POSTGRESQL_ONLY
 def test_a_callers_connection_keeps_its_settings(backend, demo_url):
-    engine = create_engine(demo_url)
-    try:
-        with engine.connect() as connection:
-            shown = lambda: [connection.exec_driver_sql(f"SHOW {name}").scalar() for name in ("jit", "work_mem")]  # noqa: E731
-            before = shown()
-            execution_report(connection, as_of=AS_OF, pushdown=True)
-            assert shown() == before
-    finally:
-        engine.dispose()
+    with engine_of(demo_url) as engine, engine.connect() as connection:
+        shown = lambda: [connection.exec_driver_sql(f"SHOW {name}").scalar() for name in ("jit", "work_mem")]  # noqa: E731
+        before = shown()
+        execution_report(connection, as_of=AS_OF, pushdown=True)
+        assert shown() == before
 
 
 # Hand-built orders with the edge cases ---------------------------------------------------------
@@ -153,28 +129,19 @@ PENDING_ONLY = [
 
 
 def seed_edge_orders(url: str, rows: list[tuple]) -> None:
-    engine = create_engine(url)
-    try:
-        with Session(engine) as session:
-            seed_users(session)
-            for (n, token, action, kind, amount_in, price, status, created, last, amount_out, tolerance,
-                 slippage) in rows:
-                order = Order.model_validate(
-                    OrderCreate(user_id=U1 if n % 2 else U2, token=token, action=action, order_type=kind,
-                                amount_in=Decimal(amount_in), price=Decimal(price), slippage_bps=tolerance),
-                    update={"order_id": uuid.UUID(int=1000 + n), "created_at": t(created)})
-                if status == "executed":
-                    order.execute(f"edge{n}", Decimal(amount_out), at=t(last))
-                    if slippage is not None:
-                        order.slippage_actual = None if slippage == "null" else Decimal(slippage)
-                elif status == "failed":
-                    order.fail(last)
-                elif status == "cancelled":
-                    order.cancel()
-                session.add(order)
-            session.commit()
-    finally:
-        engine.dispose()
+    with engine_of(url) as engine, Session(engine) as session:
+        seed_users(session)
+        for (n, token, action, kind, amount_in, price, status, created, last, amount_out, tolerance,
+             slippage) in rows:
+            order = Order.model_validate(
+                OrderCreate(user_id=U1 if n % 2 else U2, token=token, action=action, order_type=kind,
+                            amount_in=Decimal(amount_in), price=Decimal(price), slippage_bps=tolerance),
+                update={"order_id": uuid.UUID(int=1000 + n), "created_at": t(created)})
+            settle_order(order, status, last, amount_out, signature=f"edge{n}")
+            if status == "executed" and slippage is not None:
+                order.slippage_actual = None if slippage == "null" else Decimal(slippage)
+            session.add(order)
+        session.commit()
 
 
 @POSTGRESQL_ONLY
@@ -230,26 +197,8 @@ def test_pushdown_on_sqlite_is_refused_naming_sqlite(backend, db_url):
 
 
 @POSTGRESQL_ONLY
-def test_auto_pushes_down_from_the_row_threshold(backend, demo_url, settings_env):
-    settings_env.setenv("SHIVX_PUSHDOWN", "auto")
-    settings_env.setenv("SHIVX_PUSHDOWN_MIN_ROWS", "0")
-    get_settings.cache_clear()
-    assert execution_report(demo_url, as_of=AS_OF).parameters["path"] == "pushdown"
-    settings_env.setenv("SHIVX_PUSHDOWN_MIN_ROWS", str(10**12))
-    get_settings.cache_clear()
-    assert execution_report(demo_url, as_of=AS_OF).parameters["path"] == "pandas"
-
-
-@POSTGRESQL_ONLY
-def test_settings_always_and_never_decide_and_an_argument_overrides_them(backend, demo_url, settings_env):
-    settings_env.setenv("SHIVX_PUSHDOWN", "always")
-    get_settings.cache_clear()
-    assert execution_report(demo_url, as_of=AS_OF).parameters["path"] == "pushdown"
-    assert execution_report(demo_url, as_of=AS_OF, pushdown=False).parameters["path"] == "pandas"
-    settings_env.setenv("SHIVX_PUSHDOWN", "never")
-    get_settings.cache_clear()
-    assert execution_report(demo_url, as_of=AS_OF).parameters["path"] == "pandas"
-    assert execution_report(demo_url, as_of=AS_OF, pushdown=True).parameters["path"] == "pushdown"
+def test_the_argument_then_the_settings_choose_the_path(backend, demo_url, settings_env):
+    assert_path_follows_settings(lambda **path: execution_report(demo_url, as_of=AS_OF, **path), settings_env)
 
 
 def test_histogram_counts_draws_the_figure_histogram_draws():
@@ -259,12 +208,7 @@ def test_histogram_counts_draws_the_figure_histogram_draws():
         style = {"title": "t", "xlabel": "x", "marker": 1.0, "marker_label": "m"}
         drawn = [plots.histogram(pd.Series(values, dtype="float64"), **style),
                  plots.histogram_counts(edges, counts, **style)]
-        pngs = []
-        for figure in drawn:
-            buffer = io.BytesIO()
-            figure.savefig(buffer, format="png")
-            pngs.append(buffer.getvalue())
-        assert pngs[0] == pngs[1]
+        assert png(drawn[0]) == png(drawn[1])
 
 
 # Comparisons -----------------------------------------------------------------------------------
@@ -274,20 +218,11 @@ def assert_same_report(pandas_report: Report, pushed: Report) -> None:
     assert (pandas_report.parameters["path"], pushed.parameters["path"]) == ("pandas", "pushdown")
     drop_path = lambda parameters: {k: v for k, v in parameters.items() if k not in ("path", "database")}  # noqa: E731
     assert drop_path(pandas_report.parameters) == drop_path(pushed.parameters)
-    assert list(pushed.summary) == list(pandas_report.summary)
-    for key, expected in pandas_report.summary.items():
-        actual = pushed.summary[key]
-        assert type(actual) is type(expected), key
-        if isinstance(expected, float):
-            assert actual == pytest.approx(expected, rel=1e-12, abs=0), key
-        else:
-            assert actual == expected, key
-    assert list(pushed.tables) == list(pandas_report.tables)
+    assert_same_summary(pandas_report.summary, pushed.summary)
+    assert_same_tables(pandas_report.tables, pushed.tables)
     for name, expected in pandas_report.tables.items():
-        actual = pushed.tables[name]
-        pd.testing.assert_frame_equal(actual, expected, check_exact=False, rtol=1e-12, atol=0, obj=name)
         exact = [c for c in expected.columns if expected[c].dtype != "Float64" and c != "value"]
-        pd.testing.assert_frame_equal(actual[exact], expected[exact], check_exact=True, obj=name)
+        pd.testing.assert_frame_equal(pushed.tables[name][exact], expected[exact], check_exact=True, obj=name)
     assert list(pushed.figures) == list(pandas_report.figures)
     for name in ("slippage_histogram", "latency_histogram"):
         assert _drawn(pushed.figures[name]) == _drawn(pandas_report.figures[name]), name

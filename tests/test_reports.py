@@ -128,14 +128,20 @@ def seed_orders(session: Session) -> None:
                              token=token, action=action, order_type=kind, amount_in=Decimal(amount_in),
                              price=Decimal(price))
         order = Order.model_validate(create, update={"order_id": uid(n), "created_at": t(created)})
-        if status == "executed":
-            order.execute(f"sig{n}", Decimal(amount_out), at=t(last))
-        elif status == "failed":
-            order.fail(last)
-        elif status == "cancelled":
-            order.cancel()
+        settle_order(order, status, last, amount_out, signature=f"sig{n}")
         session.add(order)
     session.flush()
+
+
+def settle_order(order: Order, status: str, last: str | None, amount_out: str | None, *, signature: str) -> None:
+    """Take a new order to ``status``: executed at t(last) for amount_out (tx signature
+    ``signature``), failed with reason ``last``, cancelled; pending stays as it is."""
+    if status == "executed":
+        order.execute(signature, Decimal(amount_out), at=t(last))
+    elif status == "failed":
+        order.fail(last)
+    elif status == "cancelled":
+        order.cancel()
 
 
 def seed_api_keys(session: Session) -> list[str]:

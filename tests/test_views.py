@@ -12,18 +12,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from _compare import assert_same_summary
+from _databases import POSTGRESQL_ONLY
 from sqlalchemy.orm import Session
 
 import shivx_analytics as sx
 from shivx_analytics import aggregates, metrics
 from shivx_analytics.aggregates import PushdownUnavailable
-from shivx_analytics.config import get_settings
-from shivx_analytics.db import create_engine
 from shivx_analytics.metrics._common import MONEY_TOTAL, quantize
 from shivx_analytics.models import Position, PositionStatus
 
 AS_OF = "2025-10-28T00:00:00Z"
-PG = pytest.mark.parametrize("backend", ["postgresql"])
 CLI = [sys.executable, "-m", "shivx_analytics.cli"]
 WINDOWS = [
     {},  # the report's default window: whole days
@@ -39,7 +38,7 @@ def demo(db_url):
     return db_url
 
 
-@PG
+@POSTGRESQL_ONLY
 @pytest.mark.parametrize("window", WINDOWS, ids=["default", "partial-days", "one-day", "empty"])
 def test_pnl_report_from_views_equals_the_direct_path(backend, demo, window):
     direct = sx.pnl_report(demo, as_of=AS_OF, pushdown=False, use_views=False, **window)
@@ -55,32 +54,28 @@ def test_pnl_report_from_views_equals_the_direct_path(backend, demo, window):
     assert direct.tables["daily"]["realized_pnl"].dtype == MONEY_TOTAL
 
 
-@PG
-def test_views_are_as_fresh_as_their_last_refresh(backend, demo):
-    engine = create_engine(demo)
-    try:
-        with Session(engine) as session:  # a new closed position on the last day
-            user_id = session.execute(sa.text("SELECT user_id FROM users LIMIT 1")).scalar_one()
-            session.add(Position(user_id=user_id, token="SOL", size=Decimal("2"), entry_price=Decimal("100"),
-                                 current_price=Decimal("100.12345678"), status=PositionStatus.CLOSED,
-                                 opened_at=datetime(2025, 10, 27, 1, tzinfo=timezone.utc),
-                                 closed_at=datetime(2025, 10, 27, 2, tzinfo=timezone.utc)))
-            session.commit()
-        direct = sx.pnl_report(engine, as_of=AS_OF, pushdown=False)
-        stale = sx.pnl_report(engine, as_of=AS_OF, use_views=True)
-        assert stale.summary["realized_pnl"] == direct.summary["realized_pnl"]  # summary: from positions
-        assert not stale.tables["daily"].equals(direct.tables["daily"])  # daily: the view, not refreshed
-        result = subprocess.run([*CLI, "db", "refresh-views", "--url", demo], capture_output=True, text=True,
-                                timeout=120)
-        assert result.returncode == 0, result.stderr
-        assert all(name in result.stdout for name in aggregates.VIEW_NAMES)
-        fresh = sx.pnl_report(engine, as_of=AS_OF, use_views=True)
-        pd.testing.assert_frame_equal(fresh.tables["daily"], direct.tables["daily"], check_exact=True)
-    finally:
-        engine.dispose()
+@POSTGRESQL_ONLY
+def test_views_are_as_fresh_as_their_last_refresh(backend, demo, engine):
+    with Session(engine) as session:  # a new closed position on the last day
+        user_id = session.execute(sa.text("SELECT user_id FROM users LIMIT 1")).scalar_one()
+        session.add(Position(user_id=user_id, token="SOL", size=Decimal("2"), entry_price=Decimal("100"),
+                             current_price=Decimal("100.12345678"), status=PositionStatus.CLOSED,
+                             opened_at=datetime(2025, 10, 27, 1, tzinfo=timezone.utc),
+                             closed_at=datetime(2025, 10, 27, 2, tzinfo=timezone.utc)))
+        session.commit()
+    direct = sx.pnl_report(engine, as_of=AS_OF, pushdown=False)
+    stale = sx.pnl_report(engine, as_of=AS_OF, use_views=True)
+    assert stale.summary["realized_pnl"] == direct.summary["realized_pnl"]  # summary: from positions
+    assert not stale.tables["daily"].equals(direct.tables["daily"])  # daily: the view, not refreshed
+    result = subprocess.run([*CLI, "db", "refresh-views", "--url", demo], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert all(name in result.stdout for name in aggregates.VIEW_NAMES)
+    fresh = sx.pnl_report(engine, as_of=AS_OF, use_views=True)
+    pd.testing.assert_frame_equal(fresh.tables["daily"], direct.tables["daily"], check_exact=True)
 
 
-@PG
+@POSTGRESQL_ONLY
 def test_user_statistics_view_matches_the_loaded_tables(backend, demo):
     stats = aggregates.load_user_statistics(demo).set_index("user_id")
     users = sx.load_users(demo).set_index("user_id")
@@ -118,16 +113,11 @@ def test_user_statistics_view_matches_the_loaded_tables(backend, demo):
     assert quantize(sum(stats["realized_pnl"], Decimal(0))) == metrics._common.money_sum(closed["pnl"])
 
 
-@PG
-def test_views_setting_and_explicit_choice(backend, demo, monkeypatch):
-    monkeypatch.setenv("SHIVX_USE_VIEWS", "true")
-    get_settings.cache_clear()
-    try:
-        assert sx.pnl_report(demo, as_of=AS_OF).parameters["path"] == "views"
-        assert sx.pnl_report(demo, as_of=AS_OF, use_views=False, pushdown=False).parameters["path"] == "pandas"
-    finally:
-        monkeypatch.delenv("SHIVX_USE_VIEWS")
-        get_settings.cache_clear()
+@POSTGRESQL_ONLY
+def test_views_setting_and_explicit_choice(backend, demo, settings_env):
+    settings_env.set(SHIVX_USE_VIEWS="true")
+    assert sx.pnl_report(demo, as_of=AS_OF).parameters["path"] == "views"
+    assert sx.pnl_report(demo, as_of=AS_OF, use_views=False, pushdown=False).parameters["path"] == "pandas"
 
 
 def test_views_on_sqlite_are_refused_with_a_clear_error(tmp_path):
@@ -143,45 +133,26 @@ def test_views_on_sqlite_are_refused_with_a_clear_error(tmp_path):
     assert np.isfinite(float(sx.pnl_report(url, as_of=AS_OF).summary["realized_pnl"]))
 
 
-@PG
+@POSTGRESQL_ONLY
 @pytest.mark.parametrize(("min_rows", "expected"), [("0", "pushdown"), ("1000000000", "pandas")])
-def test_auto_pushes_the_pnl_daily_series_down_above_the_planner_estimate(backend, demo, monkeypatch,
+def test_auto_pushes_the_pnl_daily_series_down_above_the_planner_estimate(backend, demo, engine, settings_env,
                                                                            min_rows, expected):
-    monkeypatch.setenv("SHIVX_PUSHDOWN_MIN_ROWS", min_rows)
-    get_settings.cache_clear()
-    try:
-        report = sx.pnl_report(demo, as_of=AS_OF)
-    finally:
-        monkeypatch.delenv("SHIVX_PUSHDOWN_MIN_ROWS")
-        get_settings.cache_clear()
-    assert report.parameters["path"] == expected
-    engine = create_engine(demo)
-    try:
-        with engine.connect() as connection:  # the estimate the choice used: close to the true count
-            statement = aggregates.closed_positions_rows("2025-07-01", "2025-11-01")
-            estimate = aggregates._common.estimated_rows(connection, statement)
-            actual = connection.execute(sa.select(sa.func.count()).select_from(statement.subquery())).scalar_one()
-    finally:
-        engine.dispose()
+    settings_env.set(SHIVX_PUSHDOWN_MIN_ROWS=min_rows)
+    assert sx.pnl_report(demo, as_of=AS_OF).parameters["path"] == expected
+    with engine.connect() as connection:  # the estimate the choice used: close to the true count
+        statement = aggregates.closed_positions_rows("2025-07-01", "2025-11-01")
+        estimate = aggregates._common.estimated_rows(connection, statement)
+        actual = connection.execute(sa.select(sa.func.count()).select_from(statement.subquery())).scalar_one()
     assert actual > 0 and 0.5 * actual <= estimate <= 2 * actual
 
 
-def _same_summary(left: dict, right: dict) -> None:
-    assert left.keys() == right.keys()
-    for key, value in left.items():
-        if isinstance(value, float):
-            assert right[key] == pytest.approx(value, rel=1e-12, abs=0), key
-        else:
-            assert right[key] == value, key
-
-
-@PG
+@POSTGRESQL_ONLY
 @pytest.mark.parametrize("window", WINDOWS, ids=["default", "partial-days", "one-day", "empty"])
 def test_api_usage_report_from_views_equals_the_direct_path(backend, demo, window):
     direct = sx.api_usage_report(demo, as_of=AS_OF, pushdown=False, use_views=False, **window)
     viewed = sx.api_usage_report(demo, as_of=AS_OF, use_views=True, **window)
     assert (direct.parameters["path"], viewed.parameters["path"]) == ("pandas", "views")
-    _same_summary(direct.summary, viewed.summary)
+    assert_same_summary(direct.summary, viewed.summary)
     assert viewed.tables.keys() == direct.tables.keys()
     for name, table in direct.tables.items():
         pd.testing.assert_frame_equal(viewed.tables[name], table, check_exact=False, rtol=1e-12, obj=name)

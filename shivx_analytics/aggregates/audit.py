@@ -45,13 +45,14 @@ from shivx_analytics.metrics._common import (
     counts,
     day_index,
     duration,
-    is_true,
     nullable_floats,
     ratio,
     timestamp,
     typed_frame,
 )
-from shivx_analytics.metrics.api_usage import RequestOutcomes, key_hygiene
+from shivx_analytics.metrics.api_usage import (
+    RequestOutcomes, api_usage_summary_from, key_hygiene, key_utilization_table,
+)
 from shivx_analytics.metrics.security import WEEKDAYS, locked_users
 from shivx_analytics.models import SecurityAuditLog
 
@@ -297,20 +298,7 @@ def api_usage_summary(source: Any, since: object, until: object, api_keys: pd.Da
             outcomes = request_outcomes(connection, since, until)
         if utilization is None:
             utilization = key_utilization(connection, since, until, api_keys)
-    measured = utilization["utilization"].dropna()
-    return {
-        "keys": len(api_keys),
-        "active_keys": int(is_true(api_keys["is_active"]).sum()),
-        "expired_active_keys": int(hygiene["expired_but_active"].sum()),
-        "never_used_keys": int(hygiene["never_used"].sum()),
-        "idle_keys": int(hygiene["idle"].sum()),
-        "no_expiry_keys": int(hygiene["no_expiry"].sum()),
-        "requests": outcomes.requests,
-        "error_requests": outcomes.errors,
-        "rate_limited_requests": outcomes.rate_limited,
-        "peak_utilization": float(measured.max()) if len(measured) else None,
-        "keys_near_limit": int((measured >= threshold).sum()),
-    }
+    return api_usage_summary_from(api_keys, hygiene, outcomes, utilization, threshold)
 
 
 def request_outcomes(source: Any, since: object, until: object, *,
@@ -385,26 +373,7 @@ def key_utilization(source: Any, since: object, until: object, api_keys: pd.Data
                           sa.func.to_timestamp(-k.peak[2], type_=sa.DateTime(timezone=True)))
     with _postgresql(source) as connection:
         peaks = {key: (total, peak, at) for key, total, peak, at in connection.execute(statement)}
-
-    keys = api_keys.assign(key_id=api_keys["key_id"].astype(object)).set_index("key_id")
-    ids = sorted(set(keys.index) | set(peaks))
-    known = keys.reindex(ids)
-    table = pd.DataFrame({
-        "key_id": pd.Series(ids, dtype="string"),
-        "user_id": known["user_id"].astype("string").array,
-        "name": known["name"].astype("string").array,
-        "is_active": known["is_active"].astype("boolean").array,
-        "rate_limit": known["rate_limit"].astype("Int64").array,
-    })
-    measured = [peaks.get(key, (0, 0, None)) for key in ids]
-    table["requests"] = counts([total for total, _, _ in measured], table.index, "requests")
-    table["peak_requests_per_minute"] = counts([peak for _, peak, _ in measured], table.index,
-                                               "peak_requests_per_minute")
-    table["peak_minute"] = pd.Series([at for _, _, at in measured], index=table.index, dtype=_UTC_TIME)
-    table["utilization"] = nullable_floats(
-        [None if limit is pd.NA or limit <= 0 else ratio(peak, limit)
-         for (_, peak, _), limit in zip(measured, table["rate_limit"])], table.index, "utilization")
-    return table
+    return key_utilization_table(api_keys, peaks)
 
 
 def keys_near_limit(source: Any, since: object, until: object, api_keys: pd.DataFrame,

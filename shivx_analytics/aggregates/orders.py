@@ -45,7 +45,9 @@ from shivx_analytics.frames import ORDERS, _binder, _Query, _Window
 from shivx_analytics.metrics._common import (
     Distribution, counts, day_index, float_or_none, money_series, money_sum, nullable_floats, ratio,
 )
-from shivx_analytics.metrics.execution import ACTIONS, SLIPPAGE_BREAKDOWNS, STATUSES, SlippageStats
+from shivx_analytics.metrics.execution import (
+    ACTIONS, SLIPPAGE_BREAKDOWNS, STATUSES, SlippageStats, execution_summary_from, slippage_table,
+)
 
 from ._common import money, utc_date
 
@@ -117,25 +119,9 @@ def execution_aggregates(connection: Connection, since: Any, until: Any) -> Exec
             "latency": _edges(executed["latency_min"], executed["latency_max"], latency.count),
         })
     counts_by_status = [activity.orders[status] for status in STATUSES]
-    settled = sum(counts_by_status[1:])  # executed, failed, cancelled: all but pending
-    summary = {
-        "orders": activity.total,
-        **activity.orders,
-        "fill_rate": ratio(activity.orders["executed"], settled),
-        "fail_rate": ratio(activity.orders["failed"], settled),
-        "cancel_rate": ratio(activity.orders["cancelled"], settled),
-        "executed_notional": activity.notional["executed"],
-        "slippage_bps_mean": slippage.slippage_bps.mean,
-        "slippage_bps_median": slippage.slippage_bps.median,
-        "slippage_bps_p95": slippage.slippage_bps.p95,
-        "slippage_bps_max": slippage.slippage_bps.max,
-        "over_tolerance_rate": slippage.over_tolerance_rate,
-        "latency_seconds_mean": latency.mean,
-        "latency_seconds_median": latency.median,
-        "latency_seconds_p95": latency.p95,
-    }
     return ExecutionAggregates(
-        summary=summary,
+        summary=execution_summary_from(activity.total, activity.orders, activity.notional["executed"],
+                                       slippage, latency),
         by_status=by_status_table(counts_by_status, [activity.notional[status] for status in STATUSES],
                                   activity.total),
         slippage_by_token=breakdowns["token"],
@@ -325,14 +311,7 @@ def _slippage_breakdowns(rows: Sequence[RowMapping]) -> dict[str, pd.DataFrame]:
             keys = sorted(found)
             stats = [found[key] for key in keys]
             index = pd.Index(keys, name=by, dtype=object)
-        tables[by] = pd.DataFrame({
-            "executed": counts([s.executed for s in stats], index, "executed"),
-            "slippage_bps_mean": nullable_floats([s.slippage_bps.mean for s in stats], index, ""),
-            "slippage_bps_median": nullable_floats([s.slippage_bps.median for s in stats], index, ""),
-            "slippage_bps_p95": nullable_floats([s.slippage_bps.p95 for s in stats], index, ""),
-            "slippage_bps_max": nullable_floats([s.slippage_bps.max for s in stats], index, ""),
-            "over_tolerance_rate": nullable_floats([s.over_tolerance_rate for s in stats], index, ""),
-        }, index=index)
+        tables[by] = slippage_table(stats, index)
     return tables
 
 

@@ -11,6 +11,7 @@ Conventions (DESIGN.md "API keys" and the audit event vocabulary):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,8 +122,16 @@ def key_utilization(api_keys: pd.DataFrame, audit: pd.DataFrame) -> pd.DataFrame
     total = per_minute.groupby("key_id")["n"].sum()
     peak_rows = per_minute.sort_values(["key_id", "n", "minute"], ascending=[True, False, True],
                                        kind="mergesort").drop_duplicates("key_id").set_index("key_id")
+    return key_utilization_table(api_keys, {
+        key: (int(total[key]), int(peak_rows["n"][key]), peak_rows["minute"][key]) for key in total.index})
+
+
+def key_utilization_table(api_keys: pd.DataFrame, peaks: Mapping[object, tuple[int, int, object]]) -> pd.DataFrame:
+    """The key_utilization table from ``api_keys`` and, per api_key_id seen in requests, its
+    (requests, peak requests in one UTC minute, that minute), however they were computed (loaded
+    rows or PostgreSQL aggregates): one row per key of either, sorted by key_id."""
     keys = api_keys.assign(key_id=api_keys["key_id"].astype(object)).set_index("key_id")
-    ids = sorted(set(keys.index) | set(total.index))
+    ids = sorted(set(keys.index) | set(peaks))
     known = keys.reindex(ids)
     table = pd.DataFrame({
         "key_id": pd.Series(ids, dtype="string"),
@@ -131,15 +140,14 @@ def key_utilization(api_keys: pd.DataFrame, audit: pd.DataFrame) -> pd.DataFrame
         "is_active": known["is_active"].astype("boolean").array,
         "rate_limit": known["rate_limit"].astype("Int64").array,
     })
-    table["requests"] = counts([int(total.get(k, 0)) for k in ids], table.index, "requests")
-    table["peak_requests_per_minute"] = counts(
-        [int(peak_rows["n"].get(k, 0)) for k in ids], table.index, "peak_requests_per_minute")
-    table["peak_minute"] = pd.Series(
-        [peak_rows["minute"].get(k, pd.NaT) for k in ids], index=table.index,
-        dtype="datetime64[us, UTC]")
+    measured = [peaks.get(key, (0, 0, None)) for key in ids]
+    table["requests"] = counts([total for total, _, _ in measured], table.index, "requests")
+    table["peak_requests_per_minute"] = counts([peak for _, peak, _ in measured], table.index,
+                                               "peak_requests_per_minute")
+    table["peak_minute"] = pd.Series([at for _, _, at in measured], index=table.index, dtype="datetime64[us, UTC]")
     table["utilization"] = nullable_floats(
-        [_utilization(peak, limit) for peak, limit in
-         zip(table["peak_requests_per_minute"], table["rate_limit"])], table.index, "utilization")
+        [_utilization(peak, limit) for (_, peak, _), limit in zip(measured, table["rate_limit"])],
+        table.index, "utilization")
     return table
 
 
@@ -189,8 +197,16 @@ def api_usage_summary(api_keys: pd.DataFrame, audit: pd.DataFrame, *, as_of: obj
     rate_limited_requests (request_outcomes()); peak_utilization (highest key utilization,
     None without a measurable key) and keys_near_limit (utilization >= threshold)."""
     hygiene = key_hygiene(api_keys, as_of, idle_days)
-    outcomes = request_outcomes(audit)
-    utilization = key_utilization(api_keys, audit)["utilization"].dropna()
+    return api_usage_summary_from(api_keys, hygiene, request_outcomes(audit), key_utilization(api_keys, audit),
+                                  threshold)
+
+
+def api_usage_summary_from(api_keys: pd.DataFrame, hygiene: pd.DataFrame, outcomes: RequestOutcomes,
+                           utilization: pd.DataFrame, threshold: float) -> dict[str, object]:
+    """The api_usage_summary dict from its parts, however they were computed (loaded rows or
+    PostgreSQL aggregates): ``api_keys``, their key_hygiene(), the window's request_outcomes()
+    and key_utilization() (its utilization column; keys without one are not measured)."""
+    measured = utilization["utilization"].dropna()
     return {
         "keys": len(api_keys),
         "active_keys": int(is_true(api_keys["is_active"]).sum()),
@@ -201,8 +217,8 @@ def api_usage_summary(api_keys: pd.DataFrame, audit: pd.DataFrame, *, as_of: obj
         "requests": outcomes.requests,
         "error_requests": outcomes.errors,
         "rate_limited_requests": outcomes.rate_limited,
-        "peak_utilization": float(utilization.max()) if len(utilization) else None,
-        "keys_near_limit": int((utilization >= threshold).sum()),
+        "peak_utilization": float(measured.max()) if len(measured) else None,
+        "keys_near_limit": int((measured >= threshold).sum()),
     }
 
 

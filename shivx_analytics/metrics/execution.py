@@ -10,7 +10,9 @@ Conventions (DESIGN.md "Order"):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 import pandas as pd
 
@@ -60,17 +62,24 @@ def execution_summary(orders: pd.DataFrame) -> dict[str, object]:
     """
     require_columns(orders, _ORDER_COLUMNS, "orders")
     by_status = {status: int(equals(orders["status"], status).sum()) for status in STATUSES}
-    settled = by_status["executed"] + by_status["failed"] + by_status["cancelled"]
     executed = orders[equals(orders["status"], "executed")]
-    slippage = slippage_stats(orders)
-    latency = latency_stats(orders)
+    return execution_summary_from(len(orders), by_status, money_sum(executed["total_value"]),
+                                  slippage_stats(orders), latency_stats(orders))
+
+
+def execution_summary_from(orders: int, by_status: dict[str, int], executed_notional: Decimal,
+                           slippage: SlippageStats, latency: Distribution) -> dict[str, object]:
+    """The execution_summary dict from its parts, however they were computed (loaded rows or
+    PostgreSQL aggregates): the number of orders, the orders per status (in STATUSES order), the
+    exact executed notional, slippage_stats() and latency_stats()."""
+    settled = by_status["executed"] + by_status["failed"] + by_status["cancelled"]
     return {
-        "orders": len(orders),
+        "orders": orders,
         **by_status,
         "fill_rate": ratio(by_status["executed"], settled),
         "fail_rate": ratio(by_status["failed"], settled),
         "cancel_rate": ratio(by_status["cancelled"], settled),
-        "executed_notional": money_sum(executed["total_value"]),
+        "executed_notional": executed_notional,
         "slippage_bps_mean": slippage.slippage_bps.mean,
         "slippage_bps_median": slippage.slippage_bps.median,
         "slippage_bps_p95": slippage.slippage_bps.p95,
@@ -114,7 +123,12 @@ def slippage_by(orders: pd.DataFrame, by: str = "token") -> pd.DataFrame:
     index = pd.Index([r[0] for r in rows], name=by, dtype=object)
     if isinstance(orders[by].dtype, pd.CategoricalDtype):
         index = pd.CategoricalIndex(index, categories=orders[by].dtype.categories, name=by)
-    stats = [r[1] for r in rows]
+    return slippage_table([r[1] for r in rows], index)
+
+
+def slippage_table(stats: Sequence[SlippageStats], index: pd.Index) -> pd.DataFrame:
+    """The slippage_by table from one slippage_stats() per row of ``index``, however they were
+    computed (loaded rows or PostgreSQL aggregates)."""
     return pd.DataFrame({
         "executed": counts([s.executed for s in stats], index, "executed"),
         "slippage_bps_mean": nullable_floats([s.slippage_bps.mean for s in stats], index, ""),
