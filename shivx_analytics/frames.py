@@ -1030,6 +1030,7 @@ def _duckdb_batches(url: URL, query: _Query, fetch: list[str], size: int | None,
     import duckdb
 
     frame = query.frame
+    alias = f"shivx_{uuid.uuid4().hex}"
     if query.native:
         # PostgreSQL runs the whole statement (values inlined as escaped literals: postgres_query
         # takes no parameters), so it can use indexes DuckDB knows nothing of, e.g. GIN on details.
@@ -1037,15 +1038,12 @@ def _duckdb_batches(url: URL, query: _Query, fetch: list[str], size: int | None,
         sql = "SELECT * FROM postgres_query($1, $2)"
         if ordered:
             sql += f" ORDER BY {_duckdb_identifier(frame.time)}, {_duckdb_identifier(frame.id)}"
-        params = None  # set below, once the alias is known
+        params = [alias, remote]
     else:
         sql, params = _positional(query.select(fetch, "postgresql", ordered=ordered),
                                   PGDialect(paramstyle="numeric_dollar"))
     libpq = _libpq_uri(url)
-    alias = f"shivx_{uuid.uuid4().hex}"
     schema = frame.table.schema or "public"
-    if params is None:
-        params = [alias, remote]
     cursor = _duckdb().cursor()
     attached = False
     try:

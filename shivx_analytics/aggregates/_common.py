@@ -118,6 +118,12 @@ def choose_path(connection: Connection, *, pushdown: bool | None, use_views: boo
     return "pushdown"
 
 
+def instant(value: object, name: str) -> sa.BindParameter:
+    """A window bound as a plain bound timestamptz (the planner prunes partitions by it). Stored
+    times are whole microseconds, so a bound with nanoseconds is rounded up, as the loaders do."""
+    return sa.bindparam(None, timestamp(value, name).ceil("us").to_pydatetime(), type_=sa.DateTime(timezone=True))
+
+
 def money(expression: sa.ColumnElement) -> sa.ColumnElement:
     """SQL twin of the frames' money rounding: exact NUMERIC rounded half to even to 8 places
     (the function shivx_round_half_even, created by migration 0004 on PostgreSQL)."""

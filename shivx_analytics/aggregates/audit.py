@@ -56,7 +56,7 @@ from shivx_analytics.metrics.api_usage import (
 from shivx_analytics.metrics.security import WEEKDAYS, locked_users
 from shivx_analytics.models import SecurityAuditLog
 
-from ._common import PushdownUnavailable, backend_of, read_connection
+from ._common import PushdownUnavailable, backend_of, instant, read_connection
 
 __all__ = [
     "security_rows", "api_request_rows",
@@ -70,6 +70,8 @@ __all__ = [
 _AUDIT = SecurityAuditLog.__table__
 _UTC_TIME = "datetime64[us, UTC]"
 _MICROSECOND = pd.Timedelta(microseconds=1)
+PER_KEY_DAY_DTYPES = {"day": _UTC_TIME, "api_key_id": "string", "requests": "Int64", "errors": "Int64",
+                      "rate_limited": "Int64"}  # requests_per_key_per_day's frame
 
 
 # Window statements (choose_path) --------------------------------------------------------------
@@ -328,8 +330,7 @@ def requests_per_key_per_day(source: Any, since: object, until: object) -> pd.Da
                  .group_by(day, r.api_key_id).order_by(day, _code_points(r.api_key_id)))
     with _postgresql(source) as connection:
         rows = connection.execute(statement).all()
-    return typed_frame(rows, {"day": _UTC_TIME, "api_key_id": "string", "requests": "Int64", "errors": "Int64",
-                              "rate_limited": "Int64"})
+    return typed_frame(rows, PER_KEY_DAY_DTYPES)
 
 
 def top_endpoints(source: Any, since: object, until: object, n: int = 10) -> pd.DataFrame:
@@ -402,16 +403,8 @@ def _postgresql(source: Any) -> Iterator[Connection]:
 
 
 def _in_window(since: object, until: object) -> list[sa.ColumnElement[bool]]:
-    """since <= timestamp < until as plain bound timestamps (the planner prunes partitions by them).
-
-    Stored timestamps are whole microseconds, so a bound with nanoseconds is rounded up, as the
-    loaders round it."""
-    return [_AUDIT.c.timestamp >= _instant(since, "since"), _AUDIT.c.timestamp < _instant(until, "until")]
-
-
-def _instant(value: object, name: str) -> sa.BindParameter:
-    moment = timestamp(value, name).ceil("us").to_pydatetime()
-    return sa.bindparam(None, moment, type_=sa.DateTime(timezone=True))
+    """since <= timestamp < until as plain bound timestamps (the planner prunes partitions by them)."""
+    return [_AUDIT.c.timestamp >= instant(since, "since"), _AUDIT.c.timestamp < instant(until, "until")]
 
 
 def _interval(length: pd.Timedelta) -> sa.BindParameter:

@@ -15,25 +15,20 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from shivx_analytics.metrics._common import ZERO, day_index, money_series, timestamp
+from shivx_analytics.metrics._common import ZERO, day_index, money_series
 from shivx_analytics.models import Position, PositionStatus
 
-from ._common import money, split_days, utc_date
+from ._common import instant, money, split_days, utc_date
 
 REALIZED = (PositionStatus.CLOSED.value, PositionStatus.LIQUIDATED.value)
 _POSITIONS = Position.__table__
-
-
-def _time(value: pd.Timestamp) -> sa.BindParameter:
-    return sa.bindparam(None, value.to_pydatetime(), type_=sa.DateTime(timezone=True))
 
 
 def closed_positions_rows(since: object, until: object) -> sa.Select:
     """The closed and liquidated positions with closed_at in [since, until) (``window_rows``)."""
     p = _POSITIONS
     return sa.select(sa.literal(1)).select_from(p).where(
-        p.c.status.in_(REALIZED), p.c.closed_at >= _time(timestamp(since, "since")),
-        p.c.closed_at < _time(timestamp(until, "until")))
+        p.c.status.in_(REALIZED), p.c.closed_at >= instant(since, "since"), p.c.closed_at < instant(until, "until"))
 
 
 def daily_realized_pnl(connection: Connection, since: object, until: object) -> pd.Series:
@@ -42,8 +37,8 @@ def daily_realized_pnl(connection: Connection, since: object, until: object) -> 
     day = utc_date(p.c.closed_at).label("day")
     pnl = money(p.c.size * (p.c.current_price - p.c.entry_price))
     statement = (sa.select(day, sa.func.sum(pnl)).select_from(p)
-                 .where(p.c.status.in_(REALIZED), p.c.closed_at >= _time(timestamp(since, "since")),
-                        p.c.closed_at < _time(timestamp(until, "until")))
+                 .where(p.c.status.in_(REALIZED), p.c.closed_at >= instant(since, "since"),
+                        p.c.closed_at < instant(until, "until"))
                  .group_by(day))
     return _daily_series(dict(connection.execute(statement).all()), since, until)
 

@@ -23,8 +23,6 @@ from ._common import read_connection, split_days
 
 VIEW_NAMES = ("mv_daily_trading_performance", "mv_daily_api_key_usage", "mv_user_statistics")
 
-PER_KEY_DAY_DTYPES = {"day": "datetime64[us, UTC]", "api_key_id": "string", "requests": "Int64", "errors": "Int64",
-                      "rate_limited": "Int64"}
 USER_STATISTICS_DTYPES = {
     "user_id": "string", "username": "string", "is_active": "boolean",
     "positions": "Int64", "open_positions": "Int64", "closed_positions": "Int64",
@@ -93,23 +91,25 @@ def load_user_statistics(source: Any) -> pd.DataFrame:
 
 
 def user_statistics_frame(rows: list[tuple]) -> pd.DataFrame:
-    """The user statistics frame from row tuples in USER_STATISTICS_DTYPES order."""
-    columns = list(zip(*rows)) if rows else [()] * len(USER_STATISTICS_DTYPES)
-    data = {}
-    for (name, dtype), values in zip(USER_STATISTICS_DTYPES.items(), columns):
-        if dtype is MONEY_TOTAL:
-            values = [quantize(v) for v in values]
-        elif name == "user_id":
-            values = [str(v) for v in values]
-        data[name] = pd.Series(list(values), dtype=dtype if dtype != "datetime64[us, UTC]" else "datetime64[us, UTC]")
-    return pd.DataFrame(data)
+    """The user statistics frame from row tuples in USER_STATISTICS_DTYPES order (ids as
+    dashed text, money quantized to 8 places as the metrics give it)."""
+    money = [i for i, dtype in enumerate(USER_STATISTICS_DTYPES.values()) if dtype is MONEY_TOTAL]
+
+    def typed(row: tuple) -> tuple:
+        values = list(row)
+        values[0] = str(values[0])
+        for i in money:
+            values[i] = quantize(values[i])
+        return tuple(values)
+
+    return typed_frame([typed(row) for row in rows], USER_STATISTICS_DTYPES)
 
 
 def requests_per_key_per_day_from_view(connection: Connection, since: object, until: object) -> pd.DataFrame:
     """metrics.requests_per_key_per_day from mv_daily_api_key_usage for the whole UTC days of
     [since, until), and from the audit log for a day the window covers in part: the same table
     as the direct path (by day, then api_key_id in code-point order, no key last)."""
-    from .audit import requests_per_key_per_day
+    from .audit import PER_KEY_DAY_DTYPES, requests_per_key_per_day
 
     split = split_days(since, until)
     parts = [requests_per_key_per_day(connection, start, stop) for start, stop in split.partial]
