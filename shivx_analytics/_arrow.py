@@ -19,8 +19,8 @@ to 8 places, as decimal128(38, 8) (DERIVED_MONEY_TYPE): every product or quotien
 database accepts fits (size x price < 1e24), so every valid row loads.
 
 The money mode (domain.money) is applied last, in ``to_series``: "decimal" hands these exact
-columns to pandas as they are; "float" converts each value to the nearest float64 (through its
-decimal text: Arrow's direct decimal -> float cast is off by one ulp for some values).
+columns to pandas as they are; "float" converts each value to the nearest float64 (``to_float``:
+Arrow's direct decimal -> float cast is one ulp off for some values).
 """
 
 from __future__ import annotations
@@ -86,14 +86,39 @@ def to_money(column: pa.Array | pa.ChunkedArray, precision: int = MONEY_PRECISIO
 
 
 def to_float(column: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """float64 from decimal text (or a decimal, through its text: the nearest float, the same rounding
-    everywhere; Arrow's direct decimal -> float cast is one ulp off for some values)."""
+    """float64 nearest to each decimal value, from decimal text or any decimal.
+
+    Arrow's direct decimal -> float cast is one ulp off for some values, so a decimal goes
+    through exact integer arithmetic instead (_decimal128_to_float), or its text where that
+    cannot be exact; text is parsed correctly rounded.
+    """
     array = _plain(column)
     if pa.types.is_null(array.type) or array.null_count == len(array):
         return pa.nulls(len(array), pa.float64())
+    if pa.types.is_decimal128(array.type):
+        return _decimal128_to_float(array)
     if pa.types.is_decimal(array.type):
         array = array.cast(pa.string())
     return array.cast(pa.float64())
+
+
+_EXACT_FLOAT_INTEGER = 2 ** 53  # every integer below this is a float64
+
+
+def _decimal128_to_float(array: pa.Array) -> pa.Array:
+    """n / 10^scale from each value's unscaled integer n: a single IEEE division of two exactly
+    represented numbers, so correctly rounded, where |n| < 2^53 (amounts below ~9e7 at 8 places);
+    the other values through their text (about 15x slower)."""
+    count, start = len(array), array.offset
+    words = np.frombuffer(array.buffers()[1], dtype=np.int64, count=2 * (start + count))[2 * start:]
+    low, high = words[0::2], words[1::2]
+    exact = (high == (low >> 63)) & (low > -_EXACT_FLOAT_INTEGER) & (low < _EXACT_FLOAT_INTEGER)
+    values = low.astype(np.float64) / float(10 ** array.type.scale)
+    valid = pc.is_valid(array).to_numpy(zero_copy_only=False) if array.null_count else None
+    rest = np.flatnonzero(~exact if valid is None else ~exact & valid)
+    if len(rest):
+        values[rest] = array.take(pa.array(rest)).cast(pa.string()).cast(pa.float64()).to_numpy(zero_copy_only=False)
+    return pa.array(values, pa.float64(), mask=None if valid is None else ~valid)
 
 
 def to_time(column: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -1,16 +1,29 @@
 """Loaders: positions, orders, audit logs, API keys and users as typed, exact pandas DataFrames.
 
     import shivx_analytics as sx
-    orders = sx.load_orders(engine, since="2025-01-01", status=["executed", "failed"])
+    orders = sx.load_orders(engine, since="2025-01-01", status=["executed", "failed"])  # money as float64
+    exact = sx.load_orders(engine, since="2025-01-01", money="decimal")  # money as exact decimals
     for chunk in sx.load_audit_logs(url, event_type="api_request", chunksize=100_000): ...
 
 Every frame has the same columns, order and dtypes on SQLite and PostgreSQL:
 
 - ids (position_id, order_id, user_id, ...): ``string`` (pd.StringDtype("pyarrow")), canonical
   dashed lowercase UUID text; other text the same dtype.
-- money: ``pd.ArrowDtype(pa.decimal128(20, 8))``, exact; derived money (entry_value,
-  position_value, pnl, total_value, executed_price) is computed exactly and rounded once,
-  half to even, to 8 places: equal to the model properties for every row.
+- money, in one of two modes chosen with ``money=`` (every loader; domain.money decides):
+
+  - ``money="float"`` (the default): ``float64``, NaN for nulls, so every pandas, numpy,
+    matplotlib and quantstats operation works (``orders.amount_in * 2``, ``.cumsum()``,
+    ``.describe()``, ``np.log1p``, ``.plot.hist()``, ``to_sql`` ...). Each value is the nearest
+    float of the exact decimal value below (derived money too: computed exactly, then converted
+    once; never a float product of float operands).
+  - ``money="decimal"``: exact ``pd.ArrowDtype``: stored money (size, prices, amounts) as
+    ``decimal128(20, 8)`` (NUMERIC(20,8)); derived money (entry_value, position_value, pnl,
+    total_value, executed_price) as ``decimal128(38, 8)``, wide enough for every row the
+    database accepts (999999999999 x 999999999999 is about 1e24). For reconciliation to the last
+    digit; the reports, metrics and aggregates load this way.
+
+  Derived money is computed exactly and rounded once, half to even, to 8 places (the models'
+  rule, domain.money.round_money): equal to the model properties for every row.
 - times: ``datetime64[us, UTC]``. Enums: categorical with every member as a category.
   Counts: ``Int64``. Flags: ``boolean``. Ratios (pnl_pct, slippage_actual): ``float64``.
 - JSON (details, permissions, roles): compact text with sorted keys.
@@ -36,7 +49,8 @@ How a load runs (ORM objects are never built):
 3. Arrow converts the columns batch by batch (SQLite text -> decimal128 and timestamps, 32-hex
    ids -> dashed ids) on two threads, computes the derived money exactly, sorts the whole frame
    by time then id (cheaper than the database's sort, and without a second copy of the rows held
-   by it), and hands the columns to pandas. With ``chunksize`` the database sorts instead, and
+   by it), and hands the columns to pandas, applying the money mode last (float: each exact
+   decimal to its nearest float64). With ``chunksize`` the database sorts instead, and
    each chunk is converted on its own.
 
 Why these paths (orders, 1M rows of the demo data, this 2-core machine; a fresh process per
@@ -127,7 +141,7 @@ def load_positions(source: Source | None = None, *, since: Any = None, until: An
     exposure at some instant of the window, open ones included.
     Columns: position_id, user_id, token, size, entry_price, current_price, stop_loss,
     take_profit, status, opened_at, closed_at, created_at, updated_at, strategy,
-    entry_value, position_value, pnl (exact money) and pnl_pct (float).
+    entry_value, position_value, pnl (money, computed exactly) and pnl_pct (float).
     """
     window = _Window.parse(since, until)
     query = _Query(POSITIONS)
