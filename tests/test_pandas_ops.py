@@ -455,3 +455,12 @@ def test_float_money_is_the_nearest_float_of_every_exact_value():
             assert np.array_equal(floats, np.array([np.nan if v is None else float(v) for v in source]), equal_nan=True)
     direct = pa.array([v for v in values if v is not None], pa.decimal128(38, 8)).cast(pa.float64()).to_numpy()
     assert not np.array_equal(direct, np.array([float(v) for v in values if v is not None]))  # why not Arrow's cast
+
+
+def test_metrics_given_a_float_frame_say_to_load_it_exact(demo_frames):
+    from shivx_analytics import metrics
+
+    url, frames = demo_frames
+    with pytest.raises(TypeError, match='floats are not exact money: load frames for metrics with money="decimal"'):
+        metrics.trade_stats(frames["positions"])
+    assert metrics.trade_stats(sx.load_positions(url, money="decimal")).closed_positions > 0

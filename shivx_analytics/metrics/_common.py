@@ -135,7 +135,7 @@ def _exact_array(values: pd.Series | Sequence[object]) -> pa.Array:
     if not pa.types.is_decimal(array.type):
         raise TypeError(
             f"money values must be decimal (pd.ArrowDtype(pa.decimal128(20, 8)) or Decimal), "
-            f"got {array.type}; floats are not exact money"
+            f"got {array.type}; floats are not exact money: load frames for metrics with money=\"decimal\""
         )
     return array.cast(pa.decimal256(76, max(array.type.scale, _EXACT_SCALE)))
 
@@ -147,7 +147,7 @@ def _is_null(value: object) -> bool:
 def _money_value(value: object) -> Decimal:
     if isinstance(value, float):
         raise TypeError(f"money values must be decimal (Decimal, int or str), got the float "
-                        f"{value!r}; floats are not exact money")
+                        f"{value!r}; floats are not exact money: load frames for metrics with money=\"decimal\"")
     return to_decimal(value)
 
 
