@@ -8,7 +8,7 @@ Builds (or reuses) one database of N demo orders per backend with
 database ``shivx_bench_<N>`` on the server of --postgres-url (omit it to measure SQLite only).
 Then every method runs in a fresh process, --repeat times (median reported):
 
-  ours        sx.load_orders(url): typed, exact, sorted frame
+  ours        sx.load_orders(url, money="decimal"): typed, exact, sorted frame
   orm         SQLModel objects (session.scalars(select(Order))) -> DataFrame
   read_sql    pd.read_sql(select(orders), engine)
   adbc        raw ADBC -> Arrow (SELECT *), money cast to decimal128(20, 8) -> pandas
@@ -177,7 +177,7 @@ def peak_rss_mb() -> float:
 def load_ours(url):
     import shivx_analytics as sx
 
-    return lambda: len(sx.load_orders(url))
+    return lambda: len(sx.load_orders(url, money="decimal"))
 
 
 def load_orm(url):

@@ -15,8 +15,12 @@ physical form. Every converter here accepts all of those forms and returns one A
 
 Derived money is computed exactly (decimal128 when the operands' digits allow, decimal256
 otherwise: a product of two NUMERIC(20,8) values can need 41 digits), rounded once, half to even,
-to 8 places, and must fit decimal128(20, 8) again; a value that does not is an error, never
-rounded away.
+to 8 places, as decimal128(38, 8) (DERIVED_MONEY_TYPE): every product or quotient of values the
+database accepts fits (size x price < 1e24), so every valid row loads.
+
+The money mode (domain.money) is applied last, in ``to_series``: "decimal" hands these exact
+columns to pandas as they are; "float" converts each value to the nearest float64 (``to_float``:
+Arrow's direct decimal -> float cast is one ulp off for some values).
 """
 
 from __future__ import annotations
@@ -32,7 +36,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-MONEY_TYPE = pa.decimal128(20, 8)
+from shivx_analytics.domain.money import (
+    ARROW_ROUND_MODE, DERIVED_MONEY_PRECISION, MONEY_PRECISION, MONEY_SCALE, MoneyMode,
+)
+
+MONEY_TYPE = pa.decimal128(MONEY_PRECISION, MONEY_SCALE)  # stored money: NUMERIC(20,8)
+DERIVED_MONEY_TYPE = pa.decimal128(DERIVED_MONEY_PRECISION, MONEY_SCALE)  # products and quotients of it
 TIME_TYPE = pa.timestamp("us", tz="UTC")
 TEXT_TYPE = pa.large_string()  # what pandas' "string" dtype (pd.StringDtype("pyarrow")) holds
 
@@ -62,7 +71,7 @@ def to_id(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pa.array([None if v is None else str(uuid.UUID(v)) for v in array.to_pylist()], TEXT_TYPE)
 
 
-def to_money(column: pa.Array | pa.ChunkedArray, precision: int = 20, scale: int = 8) -> pa.Array:
+def to_money(column: pa.Array | pa.ChunkedArray, precision: int = MONEY_PRECISION, scale: int = MONEY_SCALE) -> pa.Array:
     """Exact decimal128(precision, scale) from text or any decimal; refuses to lose digits."""
     array = _plain(column)
     target = pa.decimal128(precision, scale)
@@ -77,13 +86,39 @@ def to_money(column: pa.Array | pa.ChunkedArray, precision: int = 20, scale: int
 
 
 def to_float(column: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """float64 from decimal text (or a decimal, through its text: the same rounding everywhere)."""
+    """float64 nearest to each decimal value, from decimal text or any decimal.
+
+    Arrow's direct decimal -> float cast is one ulp off for some values, so a decimal goes
+    through exact integer arithmetic instead (_decimal128_to_float), or its text where that
+    cannot be exact; text is parsed correctly rounded.
+    """
     array = _plain(column)
     if pa.types.is_null(array.type) or array.null_count == len(array):
         return pa.nulls(len(array), pa.float64())
+    if pa.types.is_decimal128(array.type):
+        return _decimal128_to_float(array)
     if pa.types.is_decimal(array.type):
         array = array.cast(pa.string())
     return array.cast(pa.float64())
+
+
+_EXACT_FLOAT_INTEGER = 2 ** 53  # every integer below this is a float64
+
+
+def _decimal128_to_float(array: pa.Array) -> pa.Array:
+    """n / 10^scale from each value's unscaled integer n: a single IEEE division of two exactly
+    represented numbers, so correctly rounded, where |n| < 2^53 (amounts below ~9e7 at 8 places);
+    the other values through their text (about 15x slower)."""
+    count, start = len(array), array.offset
+    words = np.frombuffer(array.buffers()[1], dtype=np.int64, count=2 * (start + count))[2 * start:]
+    low, high = words[0::2], words[1::2]
+    exact = (high == (low >> 63)) & (low > -_EXACT_FLOAT_INTEGER) & (low < _EXACT_FLOAT_INTEGER)
+    values = low.astype(np.float64) / float(10 ** array.type.scale)
+    valid = pc.is_valid(array).to_numpy(zero_copy_only=False) if array.null_count else None
+    rest = np.flatnonzero(~exact if valid is None else ~exact & valid)
+    if len(rest):
+        values[rest] = array.take(pa.array(rest)).cast(pa.string()).cast(pa.float64()).to_numpy(zero_copy_only=False)
+    return pa.array(values, pa.float64(), mask=None if valid is None else ~valid)
 
 
 def to_time(column: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -170,7 +205,7 @@ def map_unique(array: pa.Array, function: Callable[[Any], Any], type_: pa.DataTy
 
 
 def money_product(a: pa.Array, b: pa.Array, name: str) -> pa.Array:
-    """a x b computed exactly, rounded once half-even to 8 places, as decimal128(20, 8)."""
+    """a x b computed exactly, rounded once half-even to 8 places, as decimal128(38, 8)."""
     a, b = _narrow(a), _narrow(b)
     if a.type.precision + b.type.precision + 1 > 38:
         a, b = a.cast(_wide(a)), b.cast(_wide(b))
@@ -192,12 +227,12 @@ def money_quotient(numerator: pa.Array, denominator: pa.Array, name: str) -> pa.
     quotient x denominator != numerator.
     """
     if len(numerator) == 0:
-        return pa.nulls(0, MONEY_TYPE)
+        return pa.nulls(0, DERIVED_MONEY_TYPE)
     num, den = _narrow(numerator), _narrow(denominator)
     if num.type.precision + den.type.precision + 1 > 38:
         num, den = num.cast(_wide(num)), den.cast(_wide(den))
     quotient = pc.divide(num, den)
-    rounded = pc.round(quotient, ndigits=8, round_mode="half_to_even")
+    rounded = pc.round(quotient, ndigits=MONEY_SCALE, round_mode=ARROW_ROUND_MODE)
     suspect = pc.not_equal(rounded, pc.round(quotient, ndigits=8, round_mode="half_up"))
     if pc.any(suspect).as_py():
         q, d, n = (pc.filter(x, suspect) for x in (quotient, den, num))
@@ -226,17 +261,19 @@ def _wide(array: pa.Array) -> pa.DataType:
 
 
 def _round_money(value: pa.Array, name: str) -> pa.Array:
-    return _fit_money(pc.round(value, ndigits=8, round_mode="half_to_even"), name)
+    return _fit_money(pc.round(value, ndigits=MONEY_SCALE, round_mode=ARROW_ROUND_MODE), name)
 
 
 def _fit_money(value: pa.Array, name: str) -> pa.Array:
+    """``value`` (already rounded to 8 places) as DERIVED_MONEY_TYPE; never rounded silently."""
     try:
-        return value.cast(MONEY_TYPE)
+        return value.cast(DERIVED_MONEY_TYPE)
     except pa.ArrowInvalid:
-        too_large = int(pc.sum(pc.greater_equal(pc.abs(value), pa.scalar(Decimal(10) ** 12, value.type))).as_py() or 0)
+        limit = Decimal(10) ** (DERIVED_MONEY_PRECISION - MONEY_SCALE)
+        too_large = int(pc.sum(pc.greater_equal(pc.abs(value), pa.scalar(limit, value.type))).as_py() or 0)
         raise FrameDataError(
-            f"{name} exceeds NUMERIC(20,8) (12 integer digits) in {too_large} row(s): frames hold money as "
-            f"decimal128(20, 8) and never round it silently; leave {name} out with columns=[...] to load the rest"
+            f"{name} exceeds decimal128({DERIVED_MONEY_PRECISION}, {MONEY_SCALE}) in {too_large} row(s): frames "
+            f"never round money silently; leave {name} out with columns=[...] to load the rest"
         ) from None
 
 
@@ -253,13 +290,16 @@ def scatter(length: int, mask: np.ndarray, values: pa.Array, type_: pa.DataType)
 # Arrow -> pandas ----------------------------------------------------------------------------
 
 
-def to_series(array: pa.Array, kind: str, categories: Sequence[str] = ()) -> pd.Series:
-    """One typed column as a pandas Series with the frame dtype of its kind."""
+def to_series(array: pa.Array, kind: str, categories: Sequence[str] = (),
+              money: MoneyMode = MoneyMode.DECIMAL) -> pd.Series:
+    """One typed column as a pandas Series with the frame dtype of its kind (money: of the mode)."""
     if kind == "enum":
         codes = pc.index_in(array, value_set=pa.array(list(categories), TEXT_TYPE))
         codes = pc.fill_null(codes, -1).to_numpy(zero_copy_only=False)
         return pd.Series(pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(list(categories))))
     if kind == "money":
+        if money is MoneyMode.FLOAT:
+            return pd.Series(to_float(array).to_numpy(zero_copy_only=False), dtype="float64", copy=False)
         return pd.Series(pd.arrays.ArrowExtensionArray(_chunked(array)), copy=False)
     if kind in ("id", "text", "json"):
         return pd.Series(pd.arrays.ArrowStringArray(_chunked(array)), copy=False)

@@ -1,16 +1,29 @@
 """Loaders: positions, orders, audit logs, API keys and users as typed, exact pandas DataFrames.
 
     import shivx_analytics as sx
-    orders = sx.load_orders(engine, since="2025-01-01", status=["executed", "failed"])
+    orders = sx.load_orders(engine, since="2025-01-01", status=["executed", "failed"])  # money as float64
+    exact = sx.load_orders(engine, since="2025-01-01", money="decimal")  # money as exact decimals
     for chunk in sx.load_audit_logs(url, event_type="api_request", chunksize=100_000): ...
 
 Every frame has the same columns, order and dtypes on SQLite and PostgreSQL:
 
 - ids (position_id, order_id, user_id, ...): ``string`` (pd.StringDtype("pyarrow")), canonical
   dashed lowercase UUID text; other text the same dtype.
-- money: ``pd.ArrowDtype(pa.decimal128(20, 8))``, exact; derived money (entry_value,
-  position_value, pnl, total_value, executed_price) is computed exactly and rounded once,
-  half to even, to 8 places: equal to the model properties for every row.
+- money, in one of two modes chosen with ``money=`` (every loader; domain.money decides):
+
+  - ``money="float"`` (the default): ``float64``, NaN for nulls, so every pandas, numpy,
+    matplotlib and quantstats operation works (``orders.amount_in * 2``, ``.cumsum()``,
+    ``.describe()``, ``np.log1p``, ``.plot.hist()``, ``to_sql`` ...). Each value is the nearest
+    float of the exact decimal value below (derived money too: computed exactly, then converted
+    once; never a float product of float operands).
+  - ``money="decimal"``: exact ``pd.ArrowDtype``: stored money (size, prices, amounts) as
+    ``decimal128(20, 8)`` (NUMERIC(20,8)); derived money (entry_value, position_value, pnl,
+    total_value, executed_price) as ``decimal128(38, 8)``, wide enough for every row the
+    database accepts (999999999999 x 999999999999 is about 1e24). For reconciliation to the last
+    digit; the reports, metrics and aggregates load this way.
+
+  Derived money is computed exactly and rounded once, half to even, to 8 places (the models'
+  rule, domain.money.round_money): equal to the model properties for every row.
 - times: ``datetime64[us, UTC]``. Enums: categorical with every member as a category.
   Counts: ``Int64``. Flags: ``boolean``. Ratios (pnl_pct, slippage_actual): ``float64``.
 - JSON (details, permissions, roles): compact text with sorted keys.
@@ -36,7 +49,8 @@ How a load runs (ORM objects are never built):
 3. Arrow converts the columns batch by batch (SQLite text -> decimal128 and timestamps, 32-hex
    ids -> dashed ids) on two threads, computes the derived money exactly, sorts the whole frame
    by time then id (cheaper than the database's sort, and without a second copy of the rows held
-   by it), and hands the columns to pandas. With ``chunksize`` the database sorts instead, and
+   by it), and hands the columns to pandas, applying the money mode last (float: each exact
+   decimal to its nearest float64). With ``chunksize`` the database sorts instead, and
    each chunk is converted on its own.
 
 Why these paths (orders, 1M rows of the demo data, this 2-core machine; a fresh process per
@@ -95,13 +109,14 @@ from shivx_analytics import _arrow
 from shivx_analytics._arrow import FrameDataError
 from shivx_analytics import db as _db
 from shivx_analytics.db import DatabaseUnavailable, mask_url, normalize_url
+from shivx_analytics.domain.money import DEFAULT_MONEY_MODE, MoneyMode, parse_money_mode
 from shivx_analytics.models import (
     APIKey, Order, OrderAction, OrderStatus, OrderType, Position, PositionStatus, SecurityAuditLog, User,
 )
 
 __all__ = [
     "load_positions", "load_orders", "load_audit_logs", "load_api_keys", "load_users",
-    "FRAME_COLUMNS", "FrameDataError", "LoadError",
+    "FRAME_COLUMNS", "FrameDataError", "LoadError", "MoneyMode",
 ]
 
 Source = Engine | Connection | Session | str | URL
@@ -117,8 +132,8 @@ class LoadError(RuntimeError):
 
 def load_positions(source: Source | None = None, *, since: Any = None, until: Any = None, user_id: Any = None,
                    token: Any = None, status: Any = None, strategy: Any = None,
-                   columns: Sequence[str] | None = None,
-                   chunksize: int | None = None) -> pd.DataFrame | Iterator[pd.DataFrame]:
+                   columns: Sequence[str] | None = None, chunksize: int | None = None,
+                   money: MoneyMode | str = DEFAULT_MONEY_MODE) -> pd.DataFrame | Iterator[pd.DataFrame]:
     """Positions alive during ``[since, until)``, ordered by opened_at then position_id.
 
     A position is in the window when it was opened before ``until`` and was still open at
@@ -126,7 +141,7 @@ def load_positions(source: Source | None = None, *, since: Any = None, until: An
     exposure at some instant of the window, open ones included.
     Columns: position_id, user_id, token, size, entry_price, current_price, stop_loss,
     take_profit, status, opened_at, closed_at, created_at, updated_at, strategy,
-    entry_value, position_value, pnl (exact money) and pnl_pct (float).
+    entry_value, position_value, pnl (money, computed exactly) and pnl_pct (float).
     """
     window = _Window.parse(since, until)
     query = _Query(POSITIONS)
@@ -138,13 +153,13 @@ def load_positions(source: Source | None = None, *, since: Any = None, until: An
     query.equals("token", token, "text")
     query.equals("status", status, PositionStatus)
     query.equals("strategy", strategy, "text")
-    return _load(query, source, columns, chunksize)
+    return _load(query, source, columns, chunksize, money)
 
 
 def load_orders(source: Source | None = None, *, since: Any = None, until: Any = None, user_id: Any = None,
                 token: Any = None, status: Any = None, action: Any = None, order_type: Any = None,
-                position_id: Any = None, columns: Sequence[str] | None = None,
-                chunksize: int | None = None) -> pd.DataFrame | Iterator[pd.DataFrame]:
+                position_id: Any = None, columns: Sequence[str] | None = None, chunksize: int | None = None,
+                money: MoneyMode | str = DEFAULT_MONEY_MODE) -> pd.DataFrame | Iterator[pd.DataFrame]:
     """Orders created in ``[since, until)``, ordered by created_at then order_id.
 
     Columns: order_id, user_id, position_id, token, action, order_type, amount_in, amount_out,
@@ -160,14 +175,14 @@ def load_orders(source: Source | None = None, *, since: Any = None, until: Any =
     query.equals("action", action, OrderAction)
     query.equals("order_type", order_type, OrderType)
     query.equals("position_id", position_id, "uuid")
-    return _load(query, source, columns, chunksize)
+    return _load(query, source, columns, chunksize, money)
 
 
 def load_audit_logs(source: Source | None = None, *, since: Any = None, until: Any = None, event_type: Any = None,
                     user_id: Any = None, ip_address: Any = None, success: Any = None,
                     request_id: Any = None, details: Mapping[str, DetailValue] | None = None,
-                    columns: Sequence[str] | None = None,
-                    chunksize: int | None = None) -> pd.DataFrame | Iterator[pd.DataFrame]:
+                    columns: Sequence[str] | None = None, chunksize: int | None = None,
+                    money: MoneyMode | str = DEFAULT_MONEY_MODE) -> pd.DataFrame | Iterator[pd.DataFrame]:
     """Security audit events with timestamp in ``[since, until)``, ordered by timestamp then log_id.
 
     Columns: log_id, timestamp, event_type, user_id, ip_address, resource, action, success,
@@ -197,22 +212,28 @@ def load_audit_logs(source: Source | None = None, *, since: Any = None, until: A
     query.equals("success", success, "bool")
     query.equals("request_id", request_id, "text")
     query.contains("details", _details_filter(details))
-    return _load(query, source, columns, chunksize)
+    return _load(query, source, columns, chunksize, money)
 
 
-def load_api_keys(source: Source | None = None, *, user_id: Any = None, active: Any = None) -> pd.DataFrame:
-    """API keys (never their hash), ordered by created_at then key_id; ``active`` filters is_active."""
+def load_api_keys(source: Source | None = None, *, user_id: Any = None, active: Any = None,
+                  money: MoneyMode | str = DEFAULT_MONEY_MODE) -> pd.DataFrame:
+    """API keys (never their hash), ordered by created_at then key_id; ``active`` filters is_active.
+
+    No column is money: ``money`` is accepted (and checked) so every loader takes the same argument."""
     query = _Query(API_KEYS)
     query.equals("user_id", user_id, "uuid")
     query.equals("is_active", active, "bool", argument="active")
-    return _load(query, source, None, None)
+    return _load(query, source, None, None, money)
 
 
-def load_users(source: Source | None = None, *, active: Any = None) -> pd.DataFrame:
-    """Users (never their password hash), ordered by created_at then user_id."""
+def load_users(source: Source | None = None, *, active: Any = None,
+               money: MoneyMode | str = DEFAULT_MONEY_MODE) -> pd.DataFrame:
+    """Users (never their password hash), ordered by created_at then user_id.
+
+    No column is money: ``money`` is accepted (and checked) so every loader takes the same argument."""
     query = _Query(USERS)
     query.equals("is_active", active, "bool", argument="active")
-    return _load(query, source, None, None)
+    return _load(query, source, None, None, money)
 
 
 # Frame definitions --------------------------------------------------------------------------
@@ -276,7 +297,8 @@ def _total_value(c):
     """buy: amount_in; sell: amount_out once executed, else amount_in x price (Order.total_value)."""
     buy = pc.fill_null(pc.equal(c["action"], OrderAction.BUY.value), False)
     executed = _executed(c)
-    value = pc.if_else(buy, c["amount_in"], pc.if_else(executed, c["amount_out"], pa.scalar(None, _arrow.MONEY_TYPE)))
+    amount_in, amount_out = c["amount_in"].cast(_arrow.DERIVED_MONEY_TYPE), c["amount_out"].cast(_arrow.DERIVED_MONEY_TYPE)
+    value = pc.if_else(buy, amount_in, pc.if_else(executed, amount_out, pa.scalar(None, _arrow.DERIVED_MONEY_TYPE)))
     quoted = pc.and_(pc.invert(buy), pc.invert(executed))
     if pc.any(quoted).as_py():
         notional = _arrow.money_product(pc.filter(c["amount_in"], quoted), pc.filter(c["price"], quoted), "total_value")
@@ -289,12 +311,12 @@ def _executed_price(c):
     executed = _executed(c)
     mask = executed.to_numpy(zero_copy_only=False)
     if not mask.any():
-        return pa.nulls(len(executed), _arrow.MONEY_TYPE)
+        return pa.nulls(len(executed), _arrow.DERIVED_MONEY_TYPE)
     buy = pc.filter(pc.equal(c["action"], OrderAction.BUY.value), executed)
     amount_in, amount_out = pc.filter(c["amount_in"], executed), pc.filter(c["amount_out"], executed)
     price = _arrow.money_quotient(pc.if_else(buy, amount_in, amount_out), pc.if_else(buy, amount_out, amount_in),
                                   "executed_price")
-    return _arrow.scatter(len(executed), mask, price, _arrow.MONEY_TYPE)
+    return _arrow.scatter(len(executed), mask, price, _arrow.DERIVED_MONEY_TYPE)
 
 
 def _detail(key: str, kind: str):
@@ -691,10 +713,11 @@ def _sqlite_time(value: datetime) -> str:
 # Loading ------------------------------------------------------------------------------------
 
 
-def _load(query: _Query, source: Source, columns: Sequence[str] | None, chunksize: Any):
+def _load(query: _Query, source: Source, columns: Sequence[str] | None, chunksize: Any, money: Any):
     frame = query.frame
     output = _output_columns(frame, columns)
     size = _chunksize(chunksize)
+    mode = parse_money_mode(money)
     needed = {name for name in output if frame.column(name).derive is None}
     needed |= {i for name in output for i in frame.column(name).inputs}
     needed |= {frame.time, frame.id}
@@ -714,12 +737,12 @@ def _load(query: _Query, source: Source, columns: Sequence[str] | None, chunksiz
         finally:
             batches.close()
             target.close()
-        return _to_pandas(frame, _in_order(frame, typed or [_typed(frame, _empty(fetch), keep)]), output)
-    return _chunks(frame, target, batches, fetch, output, size)
+        return _to_pandas(frame, _in_order(frame, typed or [_typed(frame, _empty(fetch), keep)]), output, mode)
+    return _chunks(frame, target, batches, fetch, output, size, mode)
 
 
-def _chunks(frame, target, batches, fetch, output, size) -> Iterator[pd.DataFrame]:
-    chunks = _ordered_map(lambda raw: _to_pandas(frame, _joined([_typed(frame, raw, output)]), output),
+def _chunks(frame, target, batches, fetch, output, size, mode) -> Iterator[pd.DataFrame]:
+    chunks = _ordered_map(lambda raw: _to_pandas(frame, _joined([_typed(frame, raw, output)]), output, mode),
                           _rechunk(batches, size))
     try:
         produced = False
@@ -727,7 +750,7 @@ def _chunks(frame, target, batches, fetch, output, size) -> Iterator[pd.DataFram
             produced = True
             yield chunk
         if not produced:
-            yield _to_pandas(frame, _joined([_typed(frame, _empty(fetch), output)]), output)
+            yield _to_pandas(frame, _joined([_typed(frame, _empty(fetch), output)]), output, mode)
     finally:
         chunks.close()
         batches.close()
@@ -770,11 +793,13 @@ def _in_order(frame: _Frame, batches: list[dict[str, pa.Array]]) -> dict[str, pa
     return columns
 
 
-def _to_pandas(frame: _Frame, columns: dict[str, pa.Array | pa.ChunkedArray], output: list[str]) -> pd.DataFrame:
+def _to_pandas(frame: _Frame, columns: dict[str, pa.Array | pa.ChunkedArray], output: list[str],
+               money: MoneyMode) -> pd.DataFrame:
+    """The typed columns as a DataFrame; the money mode is applied here, last, to money columns."""
     series = {}
     for name in output:
         column = frame.column(name)
-        series[name] = _arrow.to_series(columns.pop(name), column.kind, column.categories)
+        series[name] = _arrow.to_series(columns.pop(name), column.kind, column.categories, money)
     return pd.DataFrame(series)
 
 

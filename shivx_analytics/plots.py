@@ -135,8 +135,22 @@ def histogram(values: pd.Series, *, title: str, xlabel: str, bins: int = 50,
               marker: float | None = None, marker_label: str | None = None) -> Figure:
     """Distribution of a numeric series, with an optional vertical reference line."""
     numbers = as_float(values).dropna().to_numpy()
-    return _histogram(lambda ax: ax.hist(numbers, bins=bins, **_HISTOGRAM_BARS), len(numbers) > 0,
-                      title=title, xlabel=xlabel, marker=marker, marker_label=marker_label)
+    return _histogram(lambda ax: ax.hist(numbers, bins=bins, range=_bin_range(numbers, bins), **_HISTOGRAM_BARS),
+                      len(numbers) > 0, title=title, xlabel=xlabel, marker=marker, marker_label=marker_label)
+
+
+def _bin_range(numbers: np.ndarray, bins: int) -> tuple[float, float] | None:
+    """None (numpy's own range) unless that range is too narrow for ``bins`` distinct float edges:
+    values near 1e24 (a position of 999999999999 x 999999999999) all alike, where numpy's
+    [value - 0.5, value + 0.5] collapses to one float. Then bins two float spacings wide around them."""
+    low, high = float(numbers.min()), float(numbers.max())
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    if np.all(np.diff(np.linspace(low, high, bins + 1)) > 0):
+        return None
+    middle = low / 2 + high / 2
+    half = bins * float(np.spacing(max(abs(low), abs(high))))
+    return middle - half, middle + half
 
 
 def histogram_counts(edges: Sequence[float] | np.ndarray, counts: Sequence[int] | np.ndarray, *, title: str,

@@ -17,6 +17,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.mutable import MutableDict, MutableList
 from sqlalchemy.types import TypeDecorator
 
+from shivx_analytics.domain.money import MONEY_PRECISION, MONEY_SCALE  # NUMERIC(20,8), defined once
+
 __all__ = [
     "Money",
     "UTCDateTime",
@@ -29,9 +31,6 @@ __all__ = [
     "MONEY_PRECISION",
     "MONEY_SCALE",
 ]
-
-MONEY_PRECISION = 20
-MONEY_SCALE = 8
 
 
 def to_money(value: Any, *, precision: int = MONEY_PRECISION, scale: int = MONEY_SCALE) -> Decimal:

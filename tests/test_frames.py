@@ -33,7 +33,8 @@ from shivx_analytics.models import (
     UserCreate, build_api_key, build_order, build_position, build_user, metadata,
 )
 
-MONEY = pd.ArrowDtype(pa.decimal128(20, 8))
+MONEY = pd.ArrowDtype(pa.decimal128(20, 8))  # stored money, money="decimal"
+DERIVED_MONEY = pd.ArrowDtype(pa.decimal128(38, 8))  # derived money (products, quotients), money="decimal"
 UTC = "datetime64[us, UTC]"
 STRING = pd.StringDtype("pyarrow")
 T0 = datetime(2025, 10, 1, tzinfo=timezone.utc)
@@ -192,8 +193,22 @@ def loaded(request, migrated_templates, tmp_path_factory):
 # Expected frames, from the model objects -------------------------------------------------------
 
 
-def _money(values):
-    return pd.Series([None if v is None else Decimal(v) for v in values], dtype=MONEY)
+def _money(values, dtype=MONEY):
+    return pd.Series([None if v is None else Decimal(v) for v in values], dtype=dtype)
+
+
+def _derived(values):
+    return _money(values, DERIVED_MONEY)
+
+
+def as_float_money(expected: pd.DataFrame) -> pd.DataFrame:
+    """The money="float" frame of an exact expected frame: each decimal as its nearest float64."""
+    converted = expected.copy()
+    for name, dtype in expected.dtypes.items():
+        if dtype in (MONEY, DERIVED_MONEY):
+            converted[name] = pd.Series([np.nan if pd.isna(v) else float(v) for v in expected[name]],
+                                        dtype="float64", index=expected.index)
+    return converted
 
 
 def _times(values):
@@ -219,8 +234,8 @@ def expected_positions(rows) -> pd.DataFrame:
         "status": _category(col("status"), ["open", "closed", "liquidated"]),
         "opened_at": _times(col("opened_at")), "closed_at": _times(col("closed_at")),
         "created_at": _times(col("created_at")), "updated_at": _times(col("updated_at")),
-        "strategy": _text(col("strategy")), "entry_value": _money(col("entry_value")),
-        "position_value": _money(col("position_value")), "pnl": _money(col("pnl")),
+        "strategy": _text(col("strategy")), "entry_value": _derived(col("entry_value")),
+        "position_value": _derived(col("position_value")), "pnl": _derived(col("pnl")),
         "pnl_pct": pd.Series(col("pnl_pct"), dtype="float64"),
     })
 
@@ -241,40 +256,52 @@ def expected_orders(rows) -> pd.DataFrame:
         "transaction_signature": _text(col("transaction_signature")),
         "failed_reason": _text(col("failed_reason")), "created_at": _times(col("created_at")),
         "executed_at": _times(col("executed_at")), "updated_at": _times(col("updated_at")),
-        "total_value": _money(col("total_value")), "executed_price": _money(col("executed_price")),
+        "total_value": _derived(col("total_value")), "executed_price": _derived(col("executed_price")),
     })
 
 
 # Frames: values and dtypes ---------------------------------------------------------------------
 
 
-def test_positions_frame_equals_the_models_row_for_row(loaded):
+@pytest.mark.parametrize("money", ["decimal", "float"])
+def test_positions_frame_equals_the_models_row_for_row(loaded, money):
     _, engine, data = loaded
-    frame = sx.load_positions(engine)
+    frame = sx.load_positions(engine, money=money)
     expected = expected_positions(data["positions"])
+    if money == "float":
+        expected = as_float_money(expected)
     assert list(frame.columns) == list(frames.FRAME_COLUMNS["positions"])
     assert_frame_equal(frame.drop(columns="pnl_pct"), expected.drop(columns="pnl_pct"), check_exact=True)
     for got, want in zip(frame["pnl_pct"], expected["pnl_pct"]):
         assert math.isclose(got, want, rel_tol=1e-13)
 
 
+def test_the_default_money_mode_is_float(loaded):
+    _, engine, _ = loaded
+    assert_frame_equal(sx.load_positions(engine), sx.load_positions(engine, money="float"), check_exact=True)
+    assert_frame_equal(sx.load_orders(engine), sx.load_orders(engine, money=frames.MoneyMode.FLOAT), check_exact=True)
+    assert sx.load_orders(engine)["amount_in"].dtype == np.float64
+
+
 def test_derived_money_rounds_once_half_to_even(loaded):
     _, engine, _ = loaded
-    tie = sx.load_positions(engine, user_id=uid("bob"), token="SOL").iloc[0]
+    tie = sx.load_positions(engine, user_id=uid("bob"), token="SOL", money="decimal").iloc[0]
     assert tie["entry_value"] == Decimal("0.00000000")  # 0.000000005 -> even
     assert tie["position_value"] == Decimal("0.00000002")  # 0.000000015 -> even
-    big = sx.load_positions(engine, strategy="RL Trading (PPO)", status="open").iloc[0]
+    big = sx.load_positions(engine, strategy="RL Trading (PPO)", status="open", money="decimal").iloc[0]
     assert big["entry_value"] == Decimal("10000.00000000")  # 9999.9999999999999999
-    orders = sx.load_orders(engine).set_index("order_id")
+    orders = sx.load_orders(engine, money="decimal").set_index("order_id")
     assert orders.loc[str(uid("o5")), "executed_price"] == Decimal("0.50000000")
     assert orders.loc[str(uid("o7")), "total_value"] == Decimal("10000.00000000")
 
 
-def test_orders_frame_equals_the_models_row_for_row(loaded):
+@pytest.mark.parametrize("money", ["decimal", "float"])
+def test_orders_frame_equals_the_models_row_for_row(loaded, money):
     _, engine, data = loaded
-    frame = sx.load_orders(engine)
+    frame = sx.load_orders(engine, money=money)
+    expected = expected_orders(data["orders"])
     assert list(frame.columns) == list(frames.FRAME_COLUMNS["orders"])
-    assert_frame_equal(frame, expected_orders(data["orders"]), check_exact=True)
+    assert_frame_equal(frame, expected if money == "decimal" else as_float_money(expected), check_exact=True)
 
 
 def test_rows_with_equal_times_are_ordered_by_id(loaded):
@@ -345,7 +372,7 @@ def test_money_sums_equal_exact_sums(loaded):
                "positions": ("size", "entry_price", "current_price", "stop_loss", "take_profit")}
     loaders = {"orders": sx.load_orders, "positions": sx.load_positions}
     for table, names in columns.items():
-        frame = loaders[table](engine)
+        frame = loaders[table](engine, money="decimal")
         for name in names:
             array = frame[name].array.__arrow_array__().cast(pa.decimal256(76, 8))
             got = pc.sum(array).as_py() or Decimal(0)
@@ -393,24 +420,27 @@ def test_exact_money_arithmetic_matches_python_decimal_to_the_last_digit():
     quantum = Decimal("0.00000001")
     with localcontext() as ctx:
         ctx.prec = 60
+        # every quotient and product of NUMERIC(20,8) values fits decimal128(38, 8): none is refused
         quotients = [(x / y).quantize(quantum) for x, y in zip(a, b)]
-        fits = [abs(q) < 10**12 for q in quotients]
-        mask = pa.array(fits)
-        got = frames._arrow.money_quotient(left.filter(mask), right.filter(mask), "q").to_pylist()
-        assert got == [q for q, ok in zip(quotients, fits) if ok]
+        got = frames._arrow.money_quotient(left, right, "q")
+        assert got.type == pa.decimal128(38, 8) and got.to_pylist() == quotients
+        assert max(abs(q) for q in quotients) >= 10**12  # beyond NUMERIC(20,8): loads all the same
+        products = [(x * y).quantize(quantum) for x, y in zip(a, b)]
+        got = frames._arrow.money_product(left, right, "p")
+        assert got.type == pa.decimal128(38, 8) and got.to_pylist() == products
+        assert max(abs(p) for p in products) >= 10**20
         small_values = money(len(b), max_digits=6)
         small = pa.array(small_values, pa.decimal128(20, 8))
         products = [(x * y).quantize(quantum) for x, y in zip(small_values, b)]
-        fits = [abs(p) < 10**12 for p in products]
-        mask = pa.array(fits)
-        got = frames._arrow.money_product(small.filter(mask), right.filter(mask), "p").to_pylist()
-        assert got == [p for p, ok in zip(products, fits) if ok]
+        assert frames._arrow.money_product(small, right, "p").to_pylist() == products  # the decimal128 kernels
     assert frames._arrow.money_quotient(pa.array([Decimal("0.00000001")], pa.decimal128(20, 8)),
                                         pa.array([Decimal("1.99999999")], pa.decimal128(20, 8)), "q")[0].as_py() \
         == Decimal("0.00000001")  # 0.0000000050000000125... lies above the tie
-    with pytest.raises(frames.FrameDataError, match="exceeds NUMERIC"):
-        frames._arrow.money_product(pa.array([Decimal("999999999999")], pa.decimal128(20, 8)),
-                                    pa.array([Decimal("2")], pa.decimal128(20, 8)), "position_value")
+    largest = pa.array([Decimal("999999999999.99999999")], pa.decimal128(20, 8))
+    assert frames._arrow.money_product(largest, largest, "position_value")[0].as_py() \
+        == Decimal("999999999999999999980000.00000000")  # exactly ...980000.0000000000000001: rounded once
+    assert frames._arrow.money_quotient(largest, pa.array([Decimal("0.00000001")], pa.decimal128(20, 8)),
+                                        "executed_price")[0].as_py() == Decimal("99999999999999999999.00000000")
 
 
 # Filters ----------------------------------------------------------------------------------------
@@ -514,6 +544,8 @@ def test_an_injection_string_is_data(loaded):
     ({"user_id": INJECTION}, f"user_id={INJECTION!r} is not a UUID"),
     ({"token": 42}, "token=42 must be a string"),
     ({"chunksize": 0}, "chunksize must be a positive integer"),
+    ({"money": "exact"}, "money='exact' is not valid: choose from ['float', 'decimal']"),
+    ({"money": float}, "money=<class 'float'> is not valid: choose from ['float', 'decimal']"),
 ])
 def test_bad_arguments_raise_value_errors_naming_the_argument(arguments, message):
     # validation happens before any connection is made: this source does not even exist
@@ -555,17 +587,18 @@ def test_columns_selects_and_orders_the_columns(loaded):
     assert_frame_equal(pnl, sx.load_positions(engine)[["pnl"]])
 
 
+@pytest.mark.parametrize("money", ["float", "decimal"])
 @pytest.mark.parametrize("name", ["orders", "positions", "audit_logs"])
-def test_chunks_have_the_frame_dtypes_and_concatenate_to_the_whole_frame(loaded, name):
+def test_chunks_have_the_frame_dtypes_and_concatenate_to_the_whole_frame(loaded, name, money):
     _, engine, _ = loaded
     loader, _ = LOADERS[name]
-    whole = loader(engine)
-    chunks = list(loader(engine, chunksize=4))
+    whole = loader(engine, money=money)
+    chunks = list(loader(engine, chunksize=4, money=money))
     assert [len(c) for c in chunks] == [4] * (len(whole) // 4) + ([len(whole) % 4] if len(whole) % 4 else [])
     for chunk in chunks:
         assert chunk.dtypes.to_dict() == whole.dtypes.to_dict()
     assert_frame_equal(pd.concat(chunks, ignore_index=True), whole, check_exact=True)
-    empty = list(loader(engine, until=at(-1000), chunksize=4))
+    empty = list(loader(engine, until=at(-1000), chunksize=4, money=money))
     assert len(empty) == 1 and empty[0].empty and empty[0].dtypes.to_dict() == whole.dtypes.to_dict()
 
 
@@ -600,14 +633,17 @@ def test_a_sessions_own_uncommitted_rows_are_seen_through_it(loaded):
                                         amount_in=Decimal("1.23456789"), price=Decimal("0.1")))
         extra.created_at = at(40)
         session.add(extra)  # pending: flushed by the loader, as the session's own queries would
-        through_session = sx.load_orders(session)
+        through_session = sx.load_orders(session, money="decimal")
         assert len(through_session) == len(data["orders"]) + 1
         row = through_session.iloc[-1]
         assert row["token"] == "DOGE" and row["total_value"] == Decimal("1.23456789")
         assert row["status"] == "pending" and pd.isna(row["executed_price"])
-        assert_frame_equal(through_session.iloc[:-1], sx.load_orders(engine))  # same types on both paths
+        # same types on both paths
+        assert_frame_equal(through_session.iloc[:-1], sx.load_orders(engine, money="decimal"))
+        assert_frame_equal(sx.load_orders(session).iloc[:-1], sx.load_orders(engine))
+        assert sx.load_orders(session)["total_value"].iloc[-1] == 1.23456789
         assert len(sx.load_orders(engine)) == len(data["orders"])  # other connections do not see it
-        chunks = list(sx.load_orders(session, chunksize=5))
+        chunks = list(sx.load_orders(session, chunksize=5, money="decimal"))
         assert [len(c) for c in chunks] == [5, 5, 3]
         assert_frame_equal(pd.concat(chunks, ignore_index=True), through_session)
         session.rollback()
@@ -619,10 +655,13 @@ def test_in_memory_sqlite_is_read_through_the_engine():
     metadata.create_all(engine)
     data = _dataset()
     _insert(engine, data)
-    positions = sx.load_positions(engine)
+    positions = sx.load_positions(engine, money="decimal")
     expected = expected_positions(data["positions"])
     assert_frame_equal(positions.drop(columns="pnl_pct"), expected.drop(columns="pnl_pct"), check_exact=True)
-    assert_frame_equal(sx.load_orders(engine), expected_orders(data["orders"]), check_exact=True)
+    assert_frame_equal(sx.load_positions(engine).drop(columns="pnl_pct"),
+                       as_float_money(expected).drop(columns="pnl_pct"), check_exact=True)
+    assert_frame_equal(sx.load_orders(engine, money="decimal"), expected_orders(data["orders"]), check_exact=True)
+    assert_frame_equal(sx.load_orders(engine), as_float_money(expected_orders(data["orders"])), check_exact=True)
     with engine.connect() as connection:
         assert len(sx.load_audit_logs(connection, event_type="api_request")) == 2
     engine.dispose()
@@ -635,13 +674,13 @@ from shivx_analytics import demo  # noqa: E402
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def demo_frames(request, migrated_templates, tmp_path_factory):
-    """Every frame of the small demo dataset on one backend."""
+    """Every frame of the small demo dataset on one backend, exact (money="decimal")."""
     backend = request.param
     require_backend(backend)
     url = _database_url(backend, migrated_templates, tmp_path_factory.mktemp("demo_frames"))
     try:
         demo.generate_demo_data(url, seed=0, scale="small", as_of="2025-10-28")
-        yield backend, url, {name: loader(url) for name, (loader, _) in LOADERS.items()}
+        yield backend, url, {name: loader(url, money="decimal") for name, (loader, _) in LOADERS.items()}
     finally:
         if backend == "postgresql":
             drop_postgres_database(url)
@@ -691,4 +730,5 @@ def test_demo_frames_are_identical_on_sqlite_and_postgresql(demo_frames, migrate
     url = _database_url("sqlite", migrated_templates, tmp_path)
     demo.generate_demo_data(url, seed=0, scale="small", as_of="2025-10-28")
     for name, (loader, _) in LOADERS.items():
-        assert_frame_equal(loader(url), loaded_frames[name], check_exact=True, obj=name)
+        assert_frame_equal(loader(url, money="decimal"), loaded_frames[name], check_exact=True, obj=name)
+        assert_frame_equal(loader(url), loader(demo_frames[1]), check_exact=True, obj=f"{name} (float)")

@@ -141,9 +141,9 @@ def test_concurrent_writers_lose_nothing_and_loaders_see_whole_batches(backend, 
             while not done.is_set():
                 if chunked:  # one snapshot read in chunks of 1,500 rows
                     frame = pd.concat(list(sx.load_orders(db_url, columns=["order_id", "user_id", "amount_in"],
-                                                          chunksize=3 * BATCH)), ignore_index=True)
+                                                          chunksize=3 * BATCH, money="decimal")), ignore_index=True)
                 else:
-                    frame = sx.load_orders(db_url, columns=["order_id", "user_id", "amount_in"])
+                    frame = sx.load_orders(db_url, columns=["order_id", "user_id", "amount_in"], money="decimal")
                 checker.check(frame)
                 chunked = not chunked
         except BaseException as exc:  # noqa: BLE001  (reported below)
@@ -182,7 +182,7 @@ def test_concurrent_writers_lose_nothing_and_loaders_see_whole_batches(backend, 
         check.dispose()
     assert len(ids) == expected and len(set(ids)) == expected
     assert set(ids) == {order_id(w, n) for w in range(writers) for n in range(ORDERS_PER_WRITER)}
-    final = sx.load_orders(db_url, columns=["order_id", "user_id", "amount_in"])
+    final = sx.load_orders(db_url, columns=["order_id", "user_id", "amount_in"], money="decimal")
     checker.check(final)
     assert checker.sizes[-1] == expected and checker.snapshots >= 3  # the loader really ran beside them
 

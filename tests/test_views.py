@@ -79,7 +79,7 @@ def test_views_are_as_fresh_as_their_last_refresh(backend, demo, engine):
 def test_user_statistics_view_matches_the_loaded_tables(backend, demo):
     stats = aggregates.load_user_statistics(demo).set_index("user_id")
     users = sx.load_users(demo).set_index("user_id")
-    positions, orders = sx.load_positions(demo), sx.load_orders(demo)
+    positions, orders = sx.load_positions(demo, money="decimal"), sx.load_orders(demo, money="decimal")
     keys, audit = sx.load_api_keys(demo), sx.load_audit_logs(demo, event_type="authentication")
     assert set(stats.index) == set(users.index)
     closed = positions[positions["status"].astype(str).isin(["closed", "liquidated"])]

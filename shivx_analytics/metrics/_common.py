@@ -16,18 +16,19 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
+from decimal import Decimal, InvalidOperation, localcontext
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shivx_analytics.domain.money import EXACT_PRECISION, round_money
+
 MONEY = pd.ArrowDtype(pa.decimal128(20, 8))
 MONEY_TOTAL = pd.ArrowDtype(pa.decimal128(38, 8))
-PRECISION = 60  # decimal digits for intermediate Python arithmetic: far beyond any sum we make
+PRECISION = EXACT_PRECISION  # 60 decimal digits for intermediate Python arithmetic: far beyond any sum we make
 DAY = pd.Timedelta(days=1)
-_QUANTUM = Decimal("0.00000001")
 _EXACT_SCALE = 8
 
 
@@ -55,10 +56,8 @@ def to_decimal(value: object, name: str = "value") -> Decimal:
 
 
 def quantize(value: object) -> Decimal:
-    """Decimal rounded ROUND_HALF_EVEN to 8 decimal places (the money quantum); never -0."""
-    with localcontext() as ctx:
-        ctx.prec = PRECISION
-        result = to_decimal(value).quantize(_QUANTUM, rounding=ROUND_HALF_EVEN)
+    """Decimal rounded ROUND_HALF_EVEN to 8 decimal places (domain.money.round_money); never -0."""
+    result = round_money(to_decimal(value))
     return result if result else result.copy_abs()
 
 
@@ -136,7 +135,7 @@ def _exact_array(values: pd.Series | Sequence[object]) -> pa.Array:
     if not pa.types.is_decimal(array.type):
         raise TypeError(
             f"money values must be decimal (pd.ArrowDtype(pa.decimal128(20, 8)) or Decimal), "
-            f"got {array.type}; floats are not exact money"
+            f"got {array.type}; floats are not exact money: load frames for metrics with money=\"decimal\""
         )
     return array.cast(pa.decimal256(76, max(array.type.scale, _EXACT_SCALE)))
 
@@ -148,7 +147,7 @@ def _is_null(value: object) -> bool:
 def _money_value(value: object) -> Decimal:
     if isinstance(value, float):
         raise TypeError(f"money values must be decimal (Decimal, int or str), got the float "
-                        f"{value!r}; floats are not exact money")
+                        f"{value!r}; floats are not exact money: load frames for metrics with money=\"decimal\"")
     return to_decimal(value)
 
 

@@ -3,30 +3,22 @@
 
 import uuid
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from pydantic import model_validator
 from sqlmodel import Field, Relationship
 
+from shivx_analytics.domain.money import EXACT_PRECISION
+from shivx_analytics.domain.money import round_money as quantize_money  # round once, half to even, to 8 places
 from shivx_analytics.models.base import MoneyField, TimestampMixin, UTCField, UTCModel, new_uuid, utcnow
 from shivx_analytics.models.enums import InvalidTransition, PositionStatus
-from shivx_analytics.types import MONEY_SCALE, mutable_json_dict, string_enum
+from shivx_analytics.types import mutable_json_dict, string_enum
 
 if TYPE_CHECKING:
     from shivx_analytics.models.order import Order
     from shivx_analytics.models.user import User
-
-QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
-EXACT_PRECISION = 60  # wide enough that products and sums of NUMERIC(20,8) values are exact
-
-
-def quantize_money(value: Decimal) -> Decimal:
-    """Round an exactly computed amount once, to 8 places, half to even."""
-    with localcontext() as ctx:
-        ctx.prec = EXACT_PRECISION
-        return value.quantize(QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
 def exact(expression):

@@ -61,7 +61,7 @@ def execution_report(source: Any = None, *, since: object = None, until: object 
             if path == "pushdown":
                 found = execution_aggregates(connection, since_ts, until_ts)
         if path == "pandas":
-            orders = load_orders(readable, since=since_ts, until=until_ts)
+            orders = load_orders(readable, since=since_ts, until=until_ts, money="decimal")
 
     if path == "pushdown":
         summary, latency, tolerance = found.summary, found.latency, found.slippage_tolerance_median

@@ -65,9 +65,9 @@ def pnl_report(source: Any = None, *, since: object = None, until: object = None
     with opened(source) as connection:
         # Alive in the window: opened before until, still open at since or later (all of them
         # when since defaults to the first opened_at).
-        positions = load_positions(connection, since=since_arg, until=load_until)
+        positions = load_positions(connection, since=since_arg, until=load_until, money="decimal")
         # The ledger needs every lot bought before the window: executed orders created before until.
-        orders = load_orders(connection, status="executed", until=load_until, columns=LEDGER_COLUMNS)
+        orders = load_orders(connection, status="executed", until=load_until, columns=LEDGER_COLUMNS, money="decimal")
 
         window = metrics.pnl_window(positions, since=since_arg, until=load_until, as_of=as_of_ts)
         check_window(window.since, window.until)
