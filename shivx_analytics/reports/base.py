@@ -85,6 +85,15 @@ class Report:
         parts.append("</div>")
         return "\n".join(parts)
 
+    def view(self, name: str, rows: int = NOTEBOOK_MAX_ROWS) -> TableView:
+        """One table formatted for reading in a notebook (labels in words, money to the cent, at
+        most ``rows`` rows); ``tables[name]`` is the same table for pandas work."""
+        if name not in self.exact_tables:
+            raise KeyError(f"report {self.name!r} has no table {name!r}; its tables: {', '.join(self.exact_tables)}")
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+            raise ValueError(f"rows must be a positive whole number, got {rows!r}")
+        return TableView(label(name), self.exact_tables[name], rows)
+
     # -- exports ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data: money as strings, NaN/NA as None, keys in a stable order."""
@@ -151,6 +160,25 @@ class Report:
         return page
 
 
+class TableView:
+    """A report table as a reader sees it (Report.view): HTML in a notebook, text elsewhere."""
+
+    def __init__(self, title: str, table: pd.DataFrame, rows: int) -> None:
+        self.title, self.table, self.rows = title, table, rows
+
+    def _repr_html_(self) -> str:
+        return (f'<div class="shivx-report"><style>{CSS}</style><h4>{html.escape(self.title)}</h4>'
+                f"{_table_html(self.table, self.rows)}</div>")
+
+    def __repr__(self) -> str:
+        frame = self.table.reset_index() if _has_named_index(self.table) else self.table
+        shown = frame.head(self.rows)
+        cells, columns = _table_cells(shown) if len(shown) and shown.shape[1] else ([], list(frame.columns))
+        text = pd.DataFrame([[c.text for c in row] for row in cells], columns=[label(c) for c in columns])
+        more = f"\n(showing {len(shown)} of {len(frame):,} rows)" if len(frame) > len(shown) else ""
+        return f"{self.title}\n{text.to_string(index=False)}{more}"
+
+
 class PandasTables(MutableMapping):
     """``Report.tables``: each exact table converted once (money -> float64) and cached for as
     long as the exact table is the same object."""
@@ -189,7 +217,7 @@ def pandas_friendly(table: pd.DataFrame) -> pd.DataFrame:
     Decimals and other numbers such as a statistic / value table) are float64; timestamps,
     categoricals, integers and text untouched. For analysis and plots, not for exact sums."""
     frame = table.copy()
-    for position, column in enumerate(table.columns):
+    for position in range(table.shape[1]):
         if _is_decimal_column(table.iloc[:, position]):
             frame.isetitem(position, _to_float(table.iloc[:, position]))
     if not isinstance(frame.index, pd.MultiIndex) and _is_decimal_column(frame.index.to_series()):
@@ -238,7 +266,8 @@ body.shivx { margin: 2em auto; max-width: 1120px; padding: 0 1.2em; background: 
   white-space: nowrap; }
 .shivx-report table.data thead th { background: #f6f8fa; border-bottom: 2px solid #d8dee4; text-align: left; }
 .shivx-report table.data tbody tr:nth-child(even) { background: #fbfcfd; }
-.shivx-report .num, .shivx-report table.data thead th.num { text-align: right; } .shivx-report .text { text-align: left; }
+.shivx-report .num, .shivx-report table.data .num { text-align: right; }
+.shivx-report .text, .shivx-report table.data .text { text-align: left; }
 .shivx-report .trimmed { color: #59636e; font-size: 0.85em; margin: 0 0 1em; }
 .shivx-report details { margin: 0.4em 0; } .shivx-report details > summary { cursor: pointer; font-weight: 600; }
 .shivx-report nav.toc { background: #f6f8fa; border: 1px solid #d8dee4; border-radius: 8px; padding: 0.5em 1em;
