@@ -234,7 +234,8 @@ def test_labels_in_words_for_keys_seen_and_unseen(key, expected):
 
 @pytest.mark.parametrize(("value", "key", "expected"), [
     (Decimal("-4320.09802050"), "unrealized_pnl", "-$4,320.10"), (Decimal("1234.565"), "x", "$1,234.57"),
-    (Decimal("0E-8"), "drawdown", "$0.00"), (Decimal("12.3456"), "return_pct", "12.35 %"),
+    (Decimal("0E-8"), "drawdown", "$0.00"), (Decimal("-0.004"), "pnl", "$0.00"), (Decimal("-0.005"), "pnl", "-$0.01"),
+    (2025, "year", "2025"), (12345, "chain_seq", "12345"), (Decimal("12.3456"), "return_pct", "12.35 %"),
     (0.5249433, "win_rate", "52.49 %"), (0.0099, "over_tolerance_rate", "0.99 %"), (1.2333, "utilization", "123.33 %"),
     (12.3456, "max_drawdown_pct", "12.35 %"), (1.083107, "profit_factor", "1.08"), (0.9976, "sharpe", "0.998"),
     (35340.0, "avg_holding_seconds", "9 h 49 min"), (125.0, "latency_seconds_p95", "2 min 5 s"),

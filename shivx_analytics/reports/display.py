@@ -98,11 +98,13 @@ RATIO_NAMES = {"win_rate", "utilization", "fill_rate", "share", "rate", "peak_ut
 RATIO_SUFFIXES = ("_rate", "_share", "_utilization")
 PRICE_NAMES = {"stop_loss", "take_profit"}
 AMOUNT_WORDS = {"size", "tokens", "quantity", "qty", "amount"}
+CALENDAR_WORDS = {"year", "month", "hour", "minute", "weekday", "week", "seq"}  # 2025, not "2,025"
 
 
 def kind_of_key(key: object) -> str | None:
     """What a key's name says about its value: "pct" (already in percent), "ratio" (a share
-    shown as percent), "duration" (seconds), "price", "amount" (token quantity), "id", or None."""
+    shown as percent), "duration" (seconds), "price", "amount" (token quantity), "id",
+    "ordinal" (a year, hour or sequence number: no thousands separator), or None."""
     name = str(key).lower()
     words = set(name.split("_"))
     if name.endswith("_pct") or name == "pct":
@@ -117,6 +119,8 @@ def kind_of_key(key: object) -> str | None:
         return "amount"
     if name == "id" or name.endswith("_id"):
         return "id"
+    if words & CALENDAR_WORDS or name.endswith("_seq"):
+        return "ordinal"
     return None
 
 
@@ -159,7 +163,7 @@ def money(value: Decimal | float) -> Cell:
     if not amount.is_finite():
         return Cell(MISSING)
     rounded = amount.quantize(CENT, rounding=ROUND_HALF_UP)
-    negative = amount < 0
+    negative = rounded < 0  # -0.004 reads "$0.00", not "-$0.00"
     text = f"{'-' if negative else ''}${abs(rounded):,.2f}"
     return Cell(text, f"{exact} USD", numeric=True, negative=negative)
 
@@ -244,6 +248,8 @@ def format_value(value: Any, key: object = None, *, kind: str | None = None) -> 
     if isinstance(value, (int, np.integer)):
         if kind == "duration":
             return Cell(duration(float(value)), f"{int(value)} s", numeric=True)
+        if kind == "ordinal":
+            return Cell(str(int(value)), numeric=True)
         return Cell(f"{int(value):,}", numeric=True, negative=value < 0)
     if isinstance(value, (float, np.floating)):
         value = float(value)
