@@ -1,4 +1,5 @@
-"""Every generated HTML page opens in headless Chromium: images load, no console errors, not blank.
+"""Every generated HTML page opens in headless Chromium: images load, no console errors, not blank
+(a full-page screenshot with ink on it), and a report page reads as words and rounded figures.
 
 The four reports come from `shivx-analytics report`, the notebook page from `notebook run`, both on
 a small seeded demo (as_of 2025-10-28), opened from file:// URLs with every network request
@@ -8,6 +9,7 @@ without them the test is skipped, except in CI (CI=true), where it fails.
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +26,8 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-PAGES = ["pnl.html", "execution.html", "api_usage.html", "security.html", "02_pnl.html"]
+REPORT_PAGES = ["pnl.html", "execution.html", "api_usage.html", "security.html"]
+PAGES = [*REPORT_PAGES, "02_pnl.html"]
 
 
 def _missing_browser() -> str | None:
@@ -99,12 +102,26 @@ def test_page_renders_in_chromium_with_every_image_loaded_and_no_errors(name, pa
     assert images, f"{name} shows no image (figures missing)"
     assert [i for i in images if not (i["complete"] and i["width"] > 0)] == []
     assert len(text.strip()) > 500, f"{name} looks blank: {text[:200]!r}"
-    assert _colours(screenshot) > 1, f"{name}: the screenshot is one flat colour"
+    colours, inked = _ink(screenshot)
+    assert colours > 1, f"{name}: the screenshot is one flat colour"
+    assert inked > 0.02, f"{name}: only {inked:.1%} of the screenshot is not background"
+    if name in REPORT_PAGES:  # what a reader sees: words and rounded figures (exact ones collapsed)
+        assert "Headline figures" in text and "Exact values" in text
+        assert not re.search(r"\b(None|NaN|nan|NaT)\b|<NA>|0E-8", text), name
+        assert not re.search(r"\$-?[\d,]+\.\d{3,}", text), name
+    else:  # the notebook shows the headline figures once (the report view), then figures and tables
+        assert text.count("Realized P&L") >= 1 and "dtype: object" not in text
 
 
-def _colours(png: Path) -> int:
-    from PIL import Image  # pillow comes with matplotlib
+def _ink(png: Path) -> tuple[int, float]:
+    """The screenshot's number of colours and the share of pixels that differ from its
+    background (the colour of the top-left pixel)."""
+    from PIL import Image, ImageChops  # pillow comes with matplotlib
 
     with Image.open(png) as image:
-        colours = image.convert("RGB").getcolors(maxcolors=1 << 24)
-    return len(colours)
+        rgb = image.convert("RGB")
+        colours = rgb.getcolors(maxcolors=1 << 24)
+        background = Image.new("RGB", rgb.size, rgb.getpixel((0, 0)))
+        differs = ImageChops.difference(rgb, background).convert("L").point(lambda v: 255 if v > 16 else 0)
+        inked = differs.histogram()[255] / (rgb.size[0] * rgb.size[1])
+    return len(colours), inked

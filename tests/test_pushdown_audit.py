@@ -48,7 +48,7 @@ def assert_same_report(pandas_report: Report, pushdown_report: Report) -> None:
     assert pushdown_report.parameters.pop("path") == "pushdown"
     assert pandas_report.parameters == pushdown_report.parameters
     assert_same_summary(pandas_report.summary, pushdown_report.summary)
-    assert_same_tables(pandas_report.tables, pushdown_report.tables)
+    assert_same_tables(pandas_report.exact_tables, pushdown_report.exact_tables)
     assert list(pandas_report.figures) == list(pushdown_report.figures)
     for name, figure in pandas_report.figures.items():
         assert png(pushdown_report.figures[name]) == png(figure), f"figure {name}"
@@ -248,27 +248,27 @@ def test_pushdown_gives_the_pandas_report_on_edge_cases(edge_url, report, window
 def test_the_edge_cases_are_what_they_claim(edge_url):
     """The edge dataset does reach the edges (otherwise the comparison above proves little)."""
     security = security_report(edge_url, as_of=EDGE_AS_OF, pushdown=True)
-    suspects = security.tables["brute_force_suspects"]
+    suspects = security.exact_tables["brute_force_suspects"]
     assert suspects["ip_address"].tolist() == ["10.0.0.10", "198.51.100.7", "2001:db8::1"]
     assert suspects["failures_in_window"].tolist() == [10, 10, 10]
     assert suspects["window_first_at"].iloc[0] == pd.Timestamp("2025-03-03T15:00:00Z")  # the burst
-    after = security.tables["success_after_failures"]
+    after = security.exact_tables["success_after_failures"]
     assert after["ip_address"].tolist() == ["198.51.100.7", "203.0.113.5"]
     assert after["failures_before"].tolist() == [10, 2] and after["failed_users"].tolist() == [1, 2]
-    assert pd.isna(security.tables["failed_logins_by_ip"]["ip_address"]).any()
+    assert pd.isna(security.exact_tables["failed_logins_by_ip"]["ip_address"]).any()
     assert security.summary["lockouts"] == 2 and security.summary["access_denied"] == 1
-    assert "custom_event" in security.tables["event_types"]["event_type"].tolist()
-    per_day = security.tables["failed_logins_by_day"]["failed_logins"]
+    assert "custom_event" in security.exact_tables["event_types"]["event_type"].tolist()
+    per_day = security.exact_tables["failed_logins_by_day"]["failed_logins"]
     # 4 around the success of 03-05 10:00 and 1 at 23:59:59.999999; 2 from midnight on
     assert per_day[pd.Timestamp("2025-03-05T00:00:00Z")] == 5 and per_day[pd.Timestamp("2025-03-06T00:00:00Z")] == 2
 
     usage = api_usage_report(edge_url, as_of=EDGE_AS_OF, pushdown=True)
-    utilization = usage.tables["utilization"].set_index("key_id")
+    utilization = usage.exact_tables["utilization"].set_index("key_id")
     assert utilization.loc[str(K1), "peak_requests_per_minute"] == 5
     assert utilization.loc[str(K1), "peak_minute"] == pd.Timestamp("2025-03-04T09:00:00Z")
     assert {"unknown-key", "7"} <= set(utilization.index)
     assert usage.summary["rate_limited_requests"] == 5 + 2  # K1's 429s; " 429 " and reason alone
-    endpoints = usage.tables["top_endpoints"]
+    endpoints = usage.exact_tables["top_endpoints"]
     assert len(endpoints) == 10
     assert endpoints["method"].iloc[1:4].tolist() == ["DELETE"] * 3  # after GET /api/v1/orders
     assert endpoints["resource"].iloc[1:4].tolist() == ["/api/Z", "/api/a", "/api/é"]

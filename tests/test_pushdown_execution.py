@@ -58,7 +58,7 @@ def test_pushdown_equals_pandas_on_the_demo_data(backend, demo_url, window, empt
     assert_histograms_match_numpy(demo_url, pushed.parameters["since"], pushed.parameters["until"])
     if empty:
         assert pushed.summary["orders"] == 0 and pushed.summary["fill_rate"] is None
-        assert len(pushed.tables["daily_notional"]) == 0
+        assert len(pushed.exact_tables["daily_notional"]) == 0
     else:
         assert pushed.summary["orders"] > 0 and pushed.summary["slippage_bps_median"] is not None
 
@@ -156,19 +156,19 @@ def test_pushdown_equals_pandas_on_hand_built_orders(backend, db_url, rows):
     s = pushed.summary
     if rows is PENDING_ONLY:
         assert (s["orders"], s["pending"], s["fill_rate"], s["slippage_bps_median"]) == (2, 2, None, None)
-        assert pushed.tables["by_status"].loc["pending", "notional_usd"] == Decimal("700.00000000")
+        assert pushed.exact_tables["by_status"].loc["pending", "notional_usd"] == Decimal("700.00000000")
         return
     # orders 2-18 but 3: 16 orders, 7 executed (4 has no slippage), 6 failed, 2 cancelled, 1 pending
     assert (s["orders"], s["executed"], s["failed"], s["cancelled"], s["pending"]) == (16, 7, 6, 2, 1)
     assert s["over_tolerance_rate"] == 1 / 6  # only 50.0001 > 50 among the 6 with a slippage
     # 0.00000025 x 0.5 = 0.000000125 -> 0.00000012 (half to even); 0.000000075 -> 0.00000008
-    notional = pushed.tables["by_status"]["notional_usd"]
+    notional = pushed.exact_tables["by_status"]["notional_usd"]
     assert notional["pending"] == Decimal("0.00000012")
     assert notional["failed"] == Decimal("50.00000008")
-    daily = pushed.tables["daily_notional"]
+    daily = pushed.exact_tables["daily_notional"]
     assert list(daily.index.strftime("%m-%d")) == ["01-02", "01-03", "01-04"]
     assert daily.loc["2025-01-04", "sell"] == Decimal("19990.12345678")  # order 9 executed after until
-    reasons = pushed.tables["failure_reasons"]
+    reasons = pushed.exact_tables["failure_reasons"]
     assert list(reasons["reason"]) == ["(none)", "RPC timeout", "rpc timeout"]
     assert list(reasons["count"]) == [3, 2, 1]
 
@@ -219,10 +219,10 @@ def assert_same_report(pandas_report: Report, pushed: Report) -> None:
     drop_path = lambda parameters: {k: v for k, v in parameters.items() if k not in ("path", "database")}  # noqa: E731
     assert drop_path(pandas_report.parameters) == drop_path(pushed.parameters)
     assert_same_summary(pandas_report.summary, pushed.summary)
-    assert_same_tables(pandas_report.tables, pushed.tables)
-    for name, expected in pandas_report.tables.items():
+    assert_same_tables(pandas_report.exact_tables, pushed.exact_tables)
+    for name, expected in pandas_report.exact_tables.items():
         exact = [c for c in expected.columns if expected[c].dtype != "Float64" and c != "value"]
-        pd.testing.assert_frame_equal(pushed.tables[name][exact], expected[exact], check_exact=True, obj=name)
+        pd.testing.assert_frame_equal(pushed.exact_tables[name][exact], expected[exact], check_exact=True, obj=name)
     assert list(pushed.figures) == list(pandas_report.figures)
     for name in ("slippage_histogram", "latency_histogram"):
         assert _drawn(pushed.figures[name]) == _drawn(pandas_report.figures[name]), name

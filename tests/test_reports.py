@@ -253,7 +253,7 @@ def test_pnl_report_headline_figures_match_the_hand_computation(seeded):
     # Daily realized P&L, 01-01 .. 01-05 (zero days kept):
     #   01-01 P1 +20; 01-02 P2 -50; 01-03 P3 0; 01-04 P4 -200 + P5 59.81481486 = -140.18518514; 01-05 0
     daily = [Decimal("20"), Decimal("-50"), Decimal("0"), Decimal("-140.18518514"), Decimal("0")]
-    assert list(report.tables["daily"]["realized_pnl"]) == daily
+    assert list(report.exact_tables["daily"]["realized_pnl"]) == daily
 
     # realized = 20 - 50 + 0 - 200 + 59.81481486 = -170.18518514
     assert s["realized_pnl"] == Decimal("-170.18518514")
@@ -274,7 +274,7 @@ def test_pnl_report_headline_figures_match_the_hand_computation(seeded):
     assert s["expectancy"] == Decimal("-34.03703703")  # 8 dp, half-even: ...028 -> ...03
     assert (s["largest_win"], s["largest_loss"]) == (Decimal("59.81481486"), Decimal("-200"))
     # equity from 10,000: 10020, 9970, 9970, 9829.81481486, 9829.81481486; peak 10020
-    assert list(report.tables["daily"]["equity"]) == [
+    assert list(report.exact_tables["daily"]["equity"]) == [
         Decimal("10020"), Decimal("9970"), Decimal("9970"), Decimal("9829.81481486"), Decimal("9829.81481486")]
     assert s["ending_equity"] == Decimal("9829.81481486")
     # max drawdown 9829.81481486 - 10020 = -190.18518514 USD, (9829.81481486 / 10020 - 1) x 100 %
@@ -293,10 +293,10 @@ def test_pnl_report_headline_figures_match_the_hand_computation(seeded):
     assert (s["best_day"], s["worst_day"]) == (Decimal("20"), Decimal("-140.18518514"))
     # P6 crosses its take-profit (1850 >= 1840), P7 its stop-loss (110.5 <= 111)
     assert s["triggered_exits"] == 2
-    assert list(report.tables["triggered_exits"]["trigger"]) == ["take_profit", "stop_loss"]
+    assert list(report.exact_tables["triggered_exits"]["trigger"]) == ["take_profit", "stop_loss"]
     # FIFO: only (bob, BTC) differs: -200.5 from the orders against -200 from the position
     assert (s["fifo_mismatches"], s["fifo_problems"]) == (1, 0)
-    recon = report.tables["fifo_reconciliation"]
+    recon = report.exact_tables["fifo_reconciliation"]
     mismatch = recon[~recon["matches"]]
     assert list(mismatch["token"]) == ["BTC"]
     assert list(mismatch["difference"]) == [Decimal("-0.5")]
@@ -306,7 +306,7 @@ def test_pnl_sharpe_and_sortino_agree_with_quantstats_over_constant_capital(seed
     qs = pytest.importorskip("quantstats.stats")
     url, _ = seeded
     report = pnl_report(url, as_of=AS_OF, starting_capital=CAPITAL)
-    returns = pd.Series([float(v) / 10_000 for v in report.tables["daily"]["realized_pnl"]],
+    returns = pd.Series([float(v) / 10_000 for v in report.exact_tables["daily"]["realized_pnl"]],
                         index=pd.date_range("2025-01-01", periods=5, freq="D"))
     assert report.summary["sharpe"] == pytest.approx(float(qs.sharpe(returns, periods=365)), rel=1e-9)
     assert report.summary["sortino"] == pytest.approx(float(qs.sortino(returns, periods=365)), rel=1e-9)
@@ -315,18 +315,18 @@ def test_pnl_sharpe_and_sortino_agree_with_quantstats_over_constant_capital(seed
 def test_pnl_breakdowns_and_periods_add_up(seeded):
     url, _ = seeded
     report = pnl_report(url, as_of=AS_OF, starting_capital=CAPITAL)
-    by_token = report.tables["by_token"]
+    by_token = report.exact_tables["by_token"]
     # SOL: realized 20 + 0 + 59.81481486, unrealized -95; ETH: -50 and +50; BTC: -200
     assert by_token.loc["SOL", "realized"] == Decimal("79.81481486")
     assert by_token.loc["SOL", "unrealized"] == Decimal("-95")
     assert by_token.loc["ETH", "total"] == Decimal("0")
     assert by_token.loc["BTC", "total"] == Decimal("-200")
-    by_strategy = report.tables["by_strategy"]
+    by_strategy = report.exact_tables["by_strategy"]
     assert by_strategy["total"].sum() == report.summary["total_pnl"]
-    assert report.tables["by_user"]["total"].sum() == report.summary["total_pnl"]
+    assert report.exact_tables["by_user"]["total"].sum() == report.summary["total_pnl"]
     # 2025-01-01 is a Wednesday: one ISO week (Mon 2024-12-30) holds the whole window; one month.
-    assert list(report.tables["weekly"]["realized_pnl"]) == [Decimal("-170.18518514")]
-    assert list(report.tables["monthly"]["realized_pnl"]) == [Decimal("-170.18518514")]
+    assert list(report.exact_tables["weekly"]["realized_pnl"]) == [Decimal("-170.18518514")]
+    assert list(report.exact_tables["monthly"]["realized_pnl"]) == [Decimal("-170.18518514")]
 
 
 def test_pnl_window_cutting_through_positions(seeded):
@@ -338,7 +338,7 @@ def test_pnl_window_cutting_through_positions(seeded):
     assert (s["realized_pnl"], s["unrealized_pnl"], s["total_pnl"]) == (
         Decimal("-50"), Decimal("-45"), Decimal("-95"))
     assert (s["closed_positions"], s["open_positions"]) == (2, 2)
-    assert list(report.tables["daily"]["realized_pnl"]) == [Decimal("-50"), Decimal("0")]
+    assert list(report.exact_tables["daily"]["realized_pnl"]) == [Decimal("-50"), Decimal("0")]
     # Without starting capital the curve is cumulative P&L from 0: peak 0, trough -50.
     assert s["max_drawdown"] == Decimal("-50") and s["max_drawdown_pct"] is None
     assert s["win_rate"] == 0.0 and s["profit_factor"] == 0.0
@@ -357,7 +357,7 @@ def test_execution_report_counts_notional_and_slippage(seeded):
     # sells 220 + 950 + 315 + 3799.5 + 210.00000003 = 5494.50000003; together 14259.68518520
     assert s["executed_notional"] == Decimal("14259.68518520")
     assert s["over_tolerance_rate"] == 1 / 13  # only the 100 bps fill of order 217
-    reasons = report.tables["failure_reasons"]
+    reasons = report.exact_tables["failure_reasons"]
     assert list(reasons["reason"]) == ["insufficient liquidity", "slippage exceeded tolerance"]
 
 
@@ -374,9 +374,9 @@ def test_security_report_failures_lockouts_suspects(seeded):
     report = security_report(url, as_of=AS_OF)
     s = report.summary
     assert (s["failed_logins"], s["lockouts"], s["locked_users"], s["suspicious_ips"]) == (11, 1, 1, 1)
-    assert list(report.tables["brute_force_suspects"]["ip_address"]) == ["203.0.113.9"]
-    assert list(report.tables["locked_users"]["username"]) == ["carol"]
-    assert "custom_audit" in list(report.tables["event_types"]["event_type"])
+    assert list(report.exact_tables["brute_force_suspects"]["ip_address"]) == ["203.0.113.9"]
+    assert list(report.exact_tables["locked_users"]["username"]) == ["carol"]
+    assert "custom_audit" in list(report.exact_tables["event_types"]["event_type"])
 
 
 # Exports ------------------------------------------------------------------------------------
@@ -570,7 +570,7 @@ def test_edge_cases_render_without_crash_or_nan(case, backend, db_url):
             assert s["max_drawdown"] == Decimal("-12.5") and s["max_drawdown_pct"] == pytest.approx(-0.125)
         elif case == "one_day":
             # since = the day of the first opened_at = as_of's day: one daily value, 3 - 1 = 2; no Sharpe
-            assert len(report.tables["daily"]) == 1 and s["best_day"] == s["worst_day"] == Decimal(2)
+            assert len(report.exact_tables["daily"]) == 1 and s["best_day"] == s["worst_day"] == Decimal(2)
             assert s["sharpe"] is None
         elif case == "only_open":
             # 2 x (55 - 50) + 2 x (45 - 50) = 0 unrealized, nothing closed
@@ -587,7 +587,7 @@ def test_an_empty_window_renders(seeded):
         _assert_renders_clean(report)
     assert report.summary["failed_logins"] == 0
     pnl = pnl_report(url, since="2025-01-03", until="2025-01-03", as_of=AS_OF)
-    assert pnl.summary["best_day"] is None and len(pnl.tables["daily"]) == 0
+    assert pnl.summary["best_day"] is None and len(pnl.exact_tables["daily"]) == 0
 
 
 def test_bad_arguments_are_refused_with_their_name(seeded):

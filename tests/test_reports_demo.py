@@ -34,7 +34,7 @@ def test_the_four_reports_run_on_the_small_demo(demo_url, tmp_path):
 
     pnl = reports["pnl_report"].summary
     assert pnl["total_pnl"] == pnl["realized_pnl"] + pnl["unrealized_pnl"]
-    assert sum(reports["pnl_report"].tables["daily"]["realized_pnl"], Decimal(0)) == pnl["realized_pnl"]
+    assert sum(reports["pnl_report"].exact_tables["daily"]["realized_pnl"], Decimal(0)) == pnl["realized_pnl"]
     assert pnl["closed_positions"] == pnl["wins"] + pnl["losses"] + pnl["break_even"]
     assert pnl["closed_positions"] > 0 and pnl["open_positions"] > 0
     # The demo's orders reconcile with its positions exactly (demo.py promises it).

@@ -48,10 +48,10 @@ def test_pnl_report_from_views_equals_the_direct_path(backend, demo, window):
         "pandas", "views", "pushdown")
     for other in (viewed, pushed):
         assert other.summary == direct.summary
-        assert other.tables.keys() == direct.tables.keys()
-        for name, table in direct.tables.items():
-            pd.testing.assert_frame_equal(other.tables[name], table, check_exact=True, obj=name)
-    assert direct.tables["daily"]["realized_pnl"].dtype == MONEY_TOTAL
+        assert other.exact_tables.keys() == direct.exact_tables.keys()
+        for name, table in direct.exact_tables.items():
+            pd.testing.assert_frame_equal(other.exact_tables[name], table, check_exact=True, obj=name)
+    assert direct.exact_tables["daily"]["realized_pnl"].dtype == MONEY_TOTAL
 
 
 @POSTGRESQL_ONLY
@@ -66,13 +66,13 @@ def test_views_are_as_fresh_as_their_last_refresh(backend, demo, engine):
     direct = sx.pnl_report(engine, as_of=AS_OF, pushdown=False)
     stale = sx.pnl_report(engine, as_of=AS_OF, use_views=True)
     assert stale.summary["realized_pnl"] == direct.summary["realized_pnl"]  # summary: from positions
-    assert not stale.tables["daily"].equals(direct.tables["daily"])  # daily: the view, not refreshed
+    assert not stale.exact_tables["daily"].equals(direct.exact_tables["daily"])  # daily: the view, not refreshed
     result = subprocess.run([*CLI, "db", "refresh-views", "--url", demo], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert all(name in result.stdout for name in aggregates.VIEW_NAMES)
     fresh = sx.pnl_report(engine, as_of=AS_OF, use_views=True)
-    pd.testing.assert_frame_equal(fresh.tables["daily"], direct.tables["daily"], check_exact=True)
+    pd.testing.assert_frame_equal(fresh.exact_tables["daily"], direct.exact_tables["daily"], check_exact=True)
 
 
 @POSTGRESQL_ONLY
@@ -153,8 +153,8 @@ def test_api_usage_report_from_views_equals_the_direct_path(backend, demo, windo
     viewed = sx.api_usage_report(demo, as_of=AS_OF, use_views=True, **window)
     assert (direct.parameters["path"], viewed.parameters["path"]) == ("pandas", "views")
     assert_same_summary(direct.summary, viewed.summary)
-    assert viewed.tables.keys() == direct.tables.keys()
-    for name, table in direct.tables.items():
+    assert viewed.tables.keys() == direct.exact_tables.keys()
+    for name, table in direct.exact_tables.items():
         pd.testing.assert_frame_equal(viewed.tables[name], table, check_exact=False, rtol=1e-12, obj=name)
     if not window:
-        assert len(direct.tables["requests_per_key_per_day"]) > 0
+        assert len(direct.exact_tables["requests_per_key_per_day"]) > 0

@@ -35,7 +35,7 @@ NOTES = [
     "Sharpe = mean / std (ddof=1) x sqrt(365) and Sortino = mean / sqrt(mean(min(x, 0)^2)) x "
     "sqrt(365) of the daily realized P&L series, zero days included.",
     "win_rate = wins / closed positions (break-even trades stay in the denominator); "
-    "profit_factor = gross profit / |gross loss| (None without losses); expectancy = mean "
+    "profit_factor = gross profit / |gross loss| (empty without losses); expectancy = mean "
     "realized P&L per closed position.",
     "FIFO reconciliation per user and token: realized P&L of executed orders in [since, until) "
     "(FIFO lots over the whole ledger: the ledger through until minus the ledger through since) "
