@@ -2,22 +2,27 @@
 
 Every function returns a new ``matplotlib.figure.Figure`` (no pyplot state, so they work
 headless and do not leak), with a fixed size, a title and axis labels with units.
+
+The house style (STYLE) applies only while a figure is built (``matplotlib.rc_context``):
+importing this module leaves matplotlib's global rcParams, and so the analyst's own figures,
+untouched; and the analyst's rcParams do not change how these figures look where STYLE sets them.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
+from typing import ParamSpec
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
-matplotlib.rcParams.update({"svg.hashsalt": "shivx", "figure.facecolor": "white", "axes.facecolor": "white",
-                            "axes.grid": True, "grid.alpha": 0.3, "font.size": 9})
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+STYLE = {"figure.facecolor": "white", "axes.facecolor": "white", "axes.grid": True, "grid.alpha": 0.3,
+         "font.size": 9}
 
 WIDE = (10, 4)
 TALL = (10, 6)
@@ -34,6 +39,17 @@ def _usd(value: float, _position=None) -> str:
 
 
 USD = FuncFormatter(_usd)
+_P = ParamSpec("_P")
+
+
+def styled(build: Callable[_P, Figure]) -> Callable[_P, Figure]:
+    """Build the figure inside ``rc_context(STYLE)``: the style is read while artists are made
+    (the first tick of each axis too, made when the axes' grid is set), not at drawing time."""
+    @functools.wraps(build)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Figure:
+        with matplotlib.rc_context(STYLE):
+            return build(*args, **kwargs)
+    return wrapper
 
 
 def as_float(values) -> pd.Series | pd.DataFrame:
@@ -67,6 +83,7 @@ def _empty(ax, message: str = "no data in this window") -> None:
     ax.set_yticks([])
 
 
+@styled
 def equity_and_drawdown(equity: pd.Series, drawdown: pd.Series, *, drawdown_unit: str = "USD",
                         title: str = "Equity and drawdown", equity_label: str = "Equity (USD)") -> Figure:
     """Equity curve (USD) above its underwater drawdown (USD or %), on a shared date axis."""
@@ -91,6 +108,7 @@ def equity_and_drawdown(equity: pd.Series, drawdown: pd.Series, *, drawdown_unit
     return figure
 
 
+@styled
 def daily_pnl_bars(daily: pd.Series, *, title: str = "Daily realized P&L") -> Figure:
     """Bars per UTC day, green for gains and red for losses."""
     figure, ax = _figure(WIDE, title)
@@ -103,6 +121,7 @@ def daily_pnl_bars(daily: pd.Series, *, title: str = "Daily realized P&L") -> Fi
     return _date_axis(figure, ax, "Realized P&L (USD)", usd=True)
 
 
+@styled
 def horizontal_bars(values: pd.Series, *, title: str, xlabel: str, signed: bool = True,
                     usd: bool = True, limit: int = 20, reference: float | None = None,
                     reference_label: str | None = None, higher_is_better: bool = True) -> Figure:
@@ -131,6 +150,7 @@ def horizontal_bars(values: pd.Series, *, title: str, xlabel: str, signed: bool 
     return figure
 
 
+@styled
 def histogram(values: pd.Series, *, title: str, xlabel: str, bins: int = 50,
               marker: float | None = None, marker_label: str | None = None) -> Figure:
     """Distribution of a numeric series, with an optional vertical reference line."""
@@ -139,6 +159,7 @@ def histogram(values: pd.Series, *, title: str, xlabel: str, bins: int = 50,
                       title=title, xlabel=xlabel, marker=marker, marker_label=marker_label)
 
 
+@styled
 def histogram_counts(edges: Sequence[float] | np.ndarray, counts: Sequence[int] | np.ndarray, *, title: str,
                      xlabel: str, marker: float | None = None, marker_label: str | None = None) -> Figure:
     """``histogram`` from counts already binned (``numpy.histogram``'s edges and counts, e.g.
@@ -167,6 +188,7 @@ def _histogram(draw: Callable[[Axes], object], has_data: bool, *, title: str, xl
     return figure
 
 
+@styled
 def stacked_daily(frame: pd.DataFrame, *, title: str, ylabel: str, usd: bool = False,
                   colors: Sequence[str] | None = None) -> Figure:
     """Stacked bars per day, one colour per column (notional by action, orders by status, ...)."""
@@ -186,6 +208,7 @@ def stacked_daily(frame: pd.DataFrame, *, title: str, ylabel: str, usd: bool = F
     return _date_axis(figure, ax, ylabel, usd=usd)
 
 
+@styled
 def daily_lines(frame: pd.DataFrame, *, title: str, ylabel: str) -> Figure:
     """One line per column over days (requests per day for the top keys, ...)."""
     figure, ax = _figure(WIDE, title)
@@ -200,6 +223,7 @@ def daily_lines(frame: pd.DataFrame, *, title: str, ylabel: str) -> Figure:
     return _date_axis(figure, ax, ylabel)
 
 
+@styled
 def daily_series(series: pd.Series, *, title: str, ylabel: str) -> Figure:
     """A count per day as bars (failed logins per day, ...)."""
     figure, ax = _figure(WIDE, title)
@@ -211,6 +235,7 @@ def daily_series(series: pd.Series, *, title: str, ylabel: str) -> Figure:
     return _date_axis(figure, ax, ylabel)
 
 
+@styled
 def heatmap(grid: pd.DataFrame, *, title: str, xlabel: str, ylabel: str, colorbar_label: str) -> Figure:
     """A labelled grid of counts (failures by weekday x hour of day)."""
     figure = Figure(figsize=(10, 3.6), layout="constrained")
