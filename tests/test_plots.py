@@ -33,7 +33,6 @@ def test_importing_the_package_and_building_figures_leaves_global_rcparams_alone
     used = _run(f"""
         import io
         import pandas as pd
-import pytest
         import shivx_analytics
         from shivx_analytics import plots
         daily = pd.Series([1.0, -2.0, 3.0], index=pd.date_range("2024-01-01", periods=3, tz="UTC"))
