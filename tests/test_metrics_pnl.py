@@ -205,6 +205,20 @@ def test_trade_stats_without_window_takes_every_closed_position():
     assert m.trade_stats(book()).closed_positions == 7
 
 
+def test_payoff_ratio_comes_from_exact_sums_not_rounded_averages():
+    positions = positions_frame([
+        *[closed(p, f"2024-01-0{i + 1}T00:00:00") for i, p in enumerate(["0.5", "0.25", "0.25"])],
+        *[closed(p, f"2024-01-0{i + 4}T00:00:00") for i, p in enumerate(["-1", "-0.5", "-0.5"])],
+    ])
+    stats = m.trade_stats(positions)
+    # average win 1/3 and average loss -2/3: exactly 0.5. From the 8 dp averages 0.33333333 /
+    # 0.66666667 it would be 0.4999999925.
+    assert (stats.average_win, stats.average_loss) == (D("0.33333333"), D("-0.66666667"))
+    assert stats.payoff_ratio == 0.5
+    assert m.payoff_ratio(D("1"), 3, D("-2"), 3) == 0.5
+    assert m.payoff_ratio(D("1"), 3, D("0"), 0) is None and m.payoff_ratio(D("0"), 0, D("-2"), 3) is None
+
+
 def test_trade_stats_of_all_winners_has_no_profit_factor_or_payoff():
     positions = positions_frame([closed("10", "2024-01-01T00:00:00"), closed("20", "2024-01-02T00:00:00")])
     stats = m.trade_stats(positions)
@@ -389,6 +403,34 @@ def test_fifo_quantizes_once_not_per_sell():
     # each sell: 40 - 33.333...: per-sell rounding would give 3 x 6.66666667 = 20.00000001
     realized = m.fifo_realized_pnl(orders).realized
     assert realized["realized_pnl"].iloc[0] == D("20.00000000")
+
+
+def straddling_sells() -> pd.DataFrame:
+    """2 tokens bought for 0.00000001 USD; two sells of 1 token for 0.00000001 each realize
+    +0.000000005 apiece (cost 0.000000005 a token), one before 2024-01-03 and one after."""
+    return orders_frame([
+        {"action": "buy", "amount_in": "0.00000001", "amount_out": "2", "executed_at": "2024-01-01T00:00:00"},
+        {"action": "sell", "amount_in": "1", "amount_out": "0.00000001", "executed_at": "2024-01-02T00:00:00"},
+        {"action": "sell", "amount_in": "1", "amount_out": "0.00000001", "executed_at": "2024-01-04T00:00:00"},
+        {"action": "sell", "amount_in": "5", "amount_out": "1", "executed_at": "2024-01-01T12:00:00",
+         "order_id": "early-oversold", "token": "ETH"},  # nothing held: a problem before the window
+    ])
+
+
+def test_fifo_since_sums_the_windows_sells_once_and_rounds_once():
+    orders = straddling_sells()
+    # The window's P&L is +0.000000005: half-even to 8 places, 0.
+    window = m.fifo_realized_pnl(orders, since=ts("2024-01-03")).realized.set_index("token")
+    assert window["realized_pnl"].to_dict() == {"ETH": D("0"), "SOL": D("0")}
+    # The difference of two rounded ledgers is 1e-8 off: 0.00000001 - round(0.000000005) = 0.00000001.
+    through_until = m.fifo_realized_pnl(orders).realized.set_index("token")["realized_pnl"]
+    through_since = m.fifo_realized_pnl(orders[orders["executed_at"] < ts("2024-01-03")]).realized
+    assert (through_until["SOL"], through_since.set_index("token")["realized_pnl"]["SOL"]) == (
+        D("0.00000001"), D("0"))
+    # buys, sells and open lots are the whole ledger's; problems only the window's orders
+    assert (window.loc["SOL", "buys"], window.loc["SOL", "sells"]) == (1, 2)
+    assert m.fifo_realized_pnl(orders, since=ts("2024-01-03")).problems.empty
+    assert m.fifo_realized_pnl(orders).problems["order_id"].to_list() == ["early-oversold"]
 
 
 def test_fifo_breaks_executed_at_ties_by_order_id():

@@ -42,6 +42,7 @@ from .pnl import (
     equity_curve,
     fifo_realized_pnl,
     pnl_by,
+    payoff_ratio,
     pnl_by_period,
     pnl_summary,
     pnl_window,
@@ -73,7 +74,7 @@ __all__ = [
     "MONEY", "MONEY_TOTAL", "Distribution", "quantize",
     # pnl
     "Drawdown", "FifoResult", "PnlWindow", "TradeStats", "daily_realized_pnl", "drawdown",
-    "equity_curve", "fifo_realized_pnl", "pnl_by", "pnl_by_period", "pnl_summary", "pnl_window",
+    "equity_curve", "fifo_realized_pnl", "payoff_ratio", "pnl_by", "pnl_by_period", "pnl_summary", "pnl_window",
     "realized_positions", "reconcile_fifo_with_positions", "sharpe", "sortino", "trade_stats",
     "triggered_exits", "unrealized_positions", "win_rate",
     # execution

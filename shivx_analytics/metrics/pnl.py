@@ -38,6 +38,7 @@ from ._common import (
     money_sum,
     money_sum_by,
     nullable_floats,
+    optional_timestamp,
     quantize,
     ratio,
     require_columns,
@@ -290,8 +291,7 @@ def trade_stats(positions: pd.DataFrame, *, since: object = None, until: object 
         profit_factor=ratio(gross_profit, -gross_loss),
         average_win=average_win,
         average_loss=average_loss,
-        payoff_ratio=None if average_win is None or average_loss is None
-        else ratio(average_win, -average_loss),
+        payoff_ratio=payoff_ratio(gross_profit, len(win_values), gross_loss, len(loss_values)),
         expectancy=money_mean(pnls),
         largest_win=quantize(max(win_values)) if win_values else None,
         largest_loss=quantize(min(loss_values)) if loss_values else None,
@@ -304,6 +304,16 @@ def trade_stats(positions: pd.DataFrame, *, since: object = None, until: object 
         mean_holding_seconds_losses=losers.mean,
         median_holding_seconds_losses=losers.median,
     )
+
+
+def payoff_ratio(gross_profit: Decimal, wins: int, gross_loss: Decimal, losses: int) -> float | None:
+    """average win / |average loss| = (gross_profit / wins) / (|gross_loss| / losses), from the
+    exact sums (not from averages rounded to 8 places); None without wins or losses."""
+    if not wins or not losses:
+        return None
+    with localcontext() as ctx:
+        ctx.prec = PRECISION
+        return ratio(gross_profit * losses, -gross_loss * wins)
 
 
 def win_rate(wins: int, closed: int) -> float | None:
@@ -369,15 +379,21 @@ def triggered_exits(positions: pd.DataFrame) -> pd.DataFrame:
 # FIFO ledger -------------------------------------------------------------------------------
 
 
-def fifo_realized_pnl(orders: pd.DataFrame) -> FifoResult:
-    """Realized P&L per (user_id, token) from executed orders, FIFO (DESIGN.md).
+def fifo_realized_pnl(orders: pd.DataFrame, *, since: object = None) -> FifoResult:
+    """Realized P&L per (user_id, token) from executed orders, FIFO (docs/conventions.md).
 
     Executed orders in executed_at order (order_id breaks ties). A buy adds a lot (tokens =
     amount_out, cost = amount_in); a sell consumes lots oldest first and realizes amount_out -
     cost of the tokens consumed, pro rata within a lot. A sell larger than the holdings realizes
     only its covered part (proceeds pro rata) and is listed in `problems`, never hidden.
+
+    since: realized_pnl counts only the sells executed at or after since (lots bought before
+    still feed FIFO) and `problems` only the orders executed then; buys, sells and the open lots
+    are the whole ledger's. The window's P&L is summed once and rounded once, not taken as the
+    difference of two rounded ledgers (which can be 1e-8 off).
     """
     require_columns(orders, _ORDER_COLUMNS, "orders")
+    since = optional_timestamp(since, "since")
     executed = orders[equals(orders["status"], "executed")]
     executed = executed.sort_values(["executed_at", "order_id"], kind="mergesort", na_position="last")
     books: dict[tuple[str, str], _Book] = {}
@@ -386,8 +402,9 @@ def fifo_realized_pnl(orders: pd.DataFrame) -> FifoResult:
         ctx.prec = PRECISION
         for row in executed[list(_ORDER_COLUMNS)].itertuples(index=False):
             book = books.setdefault((row.user_id, row.token), _Book())
-            problem = book.apply(row)
-            if problem is not None:
+            counted = since is None or (not pd.isna(row.executed_at) and row.executed_at >= since)
+            problem = book.apply(row, counted)
+            if problem is not None and counted:
                 problems.append(problem)
     keys = sorted(books)
     realized = pd.DataFrame({
@@ -501,7 +518,8 @@ class _Book:
         self.buys = 0
         self.sells = 0
 
-    def apply(self, row: object) -> dict[str, object] | None:
+    def apply(self, row: object, counted: bool = True) -> dict[str, object] | None:
+        """Apply one executed order; a sell's P&L goes to `realized` only when `counted`."""
         if pd.isna(row.executed_at) or pd.isna(row.amount_out) or pd.isna(row.amount_in):
             return _problem(row, "missing_execution_data")
         amount_in, amount_out = to_decimal(row.amount_in), to_decimal(row.amount_out)
@@ -526,11 +544,13 @@ class _Book:
             if lot[0] == 0:
                 self.lots.popleft()
         if remaining == 0:
-            self.realized += amount_out - cost
+            if counted:
+                self.realized += amount_out - cost
             return None
         matched = amount_in - remaining
         proceeds = amount_out * matched / amount_in
-        self.realized += proceeds - cost
+        if counted:
+            self.realized += proceeds - cost
         return _problem(row, "oversold", tokens_sold=amount_in, tokens_held=matched,
                         tokens_unmatched=remaining, proceeds_unmatched=amount_out - proceeds)
 

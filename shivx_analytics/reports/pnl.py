@@ -18,7 +18,7 @@ import pandas as pd
 from shivx_analytics import aggregates, metrics, plots
 from shivx_analytics.frames import load_orders, load_positions
 from shivx_analytics.metrics._common import (
-    DAY, MONEY_TOTAL, ZERO, in_window, money_sum, optional_timestamp, to_decimal,
+    DAY, in_window, optional_timestamp, to_decimal,
 )
 
 from ._common import (
@@ -38,7 +38,7 @@ NOTES = [
     "profit_factor = gross profit / |gross loss| (None without losses); expectancy = mean "
     "realized P&L per closed position.",
     "FIFO reconciliation per user and token: realized P&L of executed orders in [since, until) "
-    "(FIFO lots over the whole ledger: the ledger through until minus the ledger through since) "
+    "(FIFO lots over the whole ledger; the P&L of the sells executed in the window, summed once) "
     "against the realized P&L of the positions closed in the window. A difference comes from "
     "fills whose amounts differ from the positions' prices. fifo_ledger is the ledger through "
     "until (cumulative realized P&L and the lots still open).",
@@ -88,8 +88,9 @@ def pnl_report(source: Any = None, *, since: object = None, until: object = None
     falls = metrics.drawdown(daily, capital)
     equity = metrics.equity_curve(daily, capital)
     exits = metrics.triggered_exits(positions)
-    ledger = metrics.fifo_realized_pnl(orders[in_window(orders["executed_at"], None, until_ts)])
-    fifo = _fifo_in_window(orders, ledger, since_ts, until_ts)
+    through_until = orders[in_window(orders["executed_at"], None, until_ts)]
+    ledger = metrics.fifo_realized_pnl(through_until)
+    fifo = metrics.fifo_realized_pnl(through_until, since=since_ts)  # the window's sells, rounded once
     reconciliation = metrics.reconcile_fifo_with_positions(
         fifo, metrics.realized_positions(positions, since_ts, until_ts))
 
@@ -158,20 +159,6 @@ def _starting_capital(value: object) -> Decimal | None:
     if capital <= 0:
         raise ValueError(f"starting_capital must be > 0 USD (or None for P&L from 0), got {value!r}")
     return capital
-
-
-def _fifo_in_window(orders: pd.DataFrame, ledger: metrics.FifoResult, since: pd.Timestamp,
-                    until: pd.Timestamp) -> metrics.FifoResult:
-    """FIFO realized P&L of [since, until): the ledger through until minus the ledger through
-    since, per (user_id, token); the problems of orders executed in the window."""
-    before = metrics.fifo_realized_pnl(orders[in_window(orders["executed_at"], None, since)])
-    earlier = {(r.user_id, r.token): r.realized_pnl for r in before.realized.itertuples(index=False)}
-    realized = ledger.realized[["user_id", "token"]].copy()
-    realized["realized_pnl"] = pd.Series(
-        [money_sum([r.realized_pnl, -earlier.get((r.user_id, r.token), ZERO)])
-         for r in ledger.realized.itertuples(index=False)], index=realized.index, dtype=MONEY_TOTAL)
-    problems = ledger.problems[in_window(ledger.problems["executed_at"], since, until)]
-    return metrics.FifoResult(realized=realized, problems=problems.reset_index(drop=True))
 
 
 def _trade_stats_table(stats: metrics.TradeStats) -> pd.DataFrame:
