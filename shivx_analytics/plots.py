@@ -98,11 +98,56 @@ def equity_and_drawdown(equity: pd.Series, drawdown: pd.Series, *, drawdown_unit
     top.plot(x, as_float(equity).to_numpy(), color=NEUTRAL, linewidth=1.5)
     top.set_ylabel(equity_label)
     top.yaxis.set_major_formatter(USD)
+    _underwater_area(bottom, drawdown, drawdown_unit)
+    bottom.set_xlabel("Date (UTC)")
+    figure.autofmt_xdate()
+    return figure
+
+
+def _underwater_area(ax, drawdown: pd.Series, unit: str) -> None:
+    """Drawdown (<= 0) per day as a red area down from 0, in % or USD."""
     values = as_float(drawdown).to_numpy()
-    bottom.fill_between(pd.to_datetime(drawdown.index), values, 0, color=LOSS, alpha=0.4, step="post")
-    bottom.set_ylabel(f"Drawdown ({'%' if drawdown_unit == '%' else 'USD'})")
-    if drawdown_unit != "%":
-        bottom.yaxis.set_major_formatter(USD)
+    ax.fill_between(pd.to_datetime(drawdown.index), values, 0, color=LOSS, alpha=0.4, step="post")
+    ax.set_ylabel(f"Drawdown ({'%' if unit == '%' else 'USD'})")
+    if unit != "%":
+        ax.yaxis.set_major_formatter(USD)
+
+
+@styled
+def underwater(drawdown: pd.Series, *, unit: str = "%", title: str = "Underwater: drawdown from the running peak") -> Figure:
+    """The underwater plot: how far below its running peak equity is each day (% or USD)."""
+    figure, ax = _figure(WIDE, title)
+    if len(drawdown) == 0:
+        _empty(ax)
+        return figure
+    _underwater_area(ax, drawdown, unit)
+    ax.axhline(0, color="#333", linewidth=0.8)
+    ax.set_xlabel("Date (UTC)")
+    figure.autofmt_xdate()
+    return figure
+
+
+@styled
+def rolling_sharpe_volatility(rolling: pd.DataFrame, *, window_days: int,
+                              title: str | None = None) -> Figure:
+    """Rolling Sharpe (dimensionless) above rolling annualised volatility (USD), shared date
+    axis; ``rolling`` has the columns rolling_sharpe and rolling_volatility (NA before the
+    first full window)."""
+    figure = Figure(figsize=TALL, layout="constrained")
+    top, bottom = figure.subplots(2, 1, sharex=True)
+    figure.suptitle(title or f"Rolling {window_days}-day Sharpe and volatility of daily realized P&L")
+    numbers = as_float(rolling[["rolling_sharpe", "rolling_volatility"]])
+    if numbers.dropna(how="all").empty:
+        _empty(top, f"fewer than {window_days} days in this window")
+        _empty(bottom, f"fewer than {window_days} days in this window")
+        return figure
+    x = pd.to_datetime(numbers.index)
+    top.plot(x, numbers["rolling_sharpe"].to_numpy(), color=NEUTRAL, linewidth=1.3)
+    top.axhline(0, color="#333", linewidth=0.8)
+    top.set_ylabel("Sharpe (annualised, 365 d)")
+    bottom.plot(x, numbers["rolling_volatility"].to_numpy(), color=LOSS, linewidth=1.3)
+    bottom.set_ylabel("Volatility (USD, annualised)")
+    bottom.yaxis.set_major_formatter(USD)
     bottom.set_xlabel("Date (UTC)")
     figure.autofmt_xdate()
     return figure
@@ -209,8 +254,9 @@ def stacked_daily(frame: pd.DataFrame, *, title: str, ylabel: str, usd: bool = F
 
 
 @styled
-def daily_lines(frame: pd.DataFrame, *, title: str, ylabel: str) -> Figure:
-    """One line per column over days (requests per day for the top keys, ...)."""
+def daily_lines(frame: pd.DataFrame, *, title: str, ylabel: str, usd: bool = False) -> Figure:
+    """One line per column over days (requests per day for the top keys, cumulative P&L per
+    strategy, ...)."""
     figure, ax = _figure(WIDE, title)
     numbers = as_float(frame)
     if numbers.empty or numbers.shape[1] == 0:
@@ -220,7 +266,7 @@ def daily_lines(frame: pd.DataFrame, *, title: str, ylabel: str) -> Figure:
     for column in numbers.columns:
         ax.plot(x, numbers[column].to_numpy(), label=str(column), linewidth=1.2)
     ax.legend(loc="upper left", fontsize=7)
-    return _date_axis(figure, ax, ylabel)
+    return _date_axis(figure, ax, ylabel, usd=usd)
 
 
 @styled
@@ -236,17 +282,36 @@ def daily_series(series: pd.Series, *, title: str, ylabel: str) -> Figure:
 
 
 @styled
-def heatmap(grid: pd.DataFrame, *, title: str, xlabel: str, ylabel: str, colorbar_label: str) -> Figure:
-    """A labelled grid of counts (failures by weekday x hour of day)."""
+def heatmap(grid: pd.DataFrame, *, title: str, xlabel: str, ylabel: str, colorbar_label: str,
+            signed: bool = False, usd: bool = False) -> Figure:
+    """A labelled grid: counts from 0 (failures by weekday x hour of day) or, ``signed``, values
+    either side of 0 (P&L by year x month: green gains, red losses, each cell written; an empty
+    cell is a month outside the window)."""
     figure = Figure(figsize=(10, 3.6), layout="constrained")
     ax = figure.subplots()
     ax.set_title(title)
-    numbers = as_float(grid).fillna(0)
-    image = ax.imshow(numbers.to_numpy(), aspect="auto", cmap="Reds", vmin=0)
+    if signed:
+        numbers = as_float(grid)
+        if numbers.empty:
+            _empty(ax)
+            return figure
+        values = numbers.to_numpy()
+        limit = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.0
+        limit = limit or 1.0
+        image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap="RdYlGn", vmin=-limit, vmax=limit)
+        for (row, column), value in np.ndenumerate(values):
+            if np.isfinite(value):
+                ax.text(column, row, _usd(value) if usd else f"{value:,.0f}", ha="center", va="center",
+                        fontsize=7)
+    else:
+        numbers = as_float(grid).fillna(0)
+        image = ax.imshow(numbers.to_numpy(), aspect="auto", cmap="Reds", vmin=0)
     ax.set_xticks(range(numbers.shape[1]), [str(c) for c in numbers.columns], fontsize=7)
     ax.set_yticks(range(numbers.shape[0]), [str(i) for i in numbers.index])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(False)
-    figure.colorbar(image, ax=ax, label=colorbar_label)
+    colorbar = figure.colorbar(image, ax=ax, label=colorbar_label)
+    if usd:
+        colorbar.formatter = USD
     return figure

@@ -284,12 +284,32 @@ def test_pnl_report_headline_figures_match_the_hand_computation(seeded):
         expected_pct = float((Decimal("9829.81481486") / Decimal("10020") - 1) * 100)
     assert s["max_drawdown_pct"] == pytest.approx(expected_pct, rel=1e-12)
     assert s["max_drawdown_pct"] == pytest.approx(-1.89805573992, rel=1e-10)  # -190.18518514 / 10020 x 100
+    # Five days are fewer than MIN_DAYS_FOR_RATIOS (30): no Sharpe, Sortino, volatility, CAGR or
+    # Calmar, and the notes say why. The formulas, on the report's daily series with min_days=5:
     # Sharpe: mean -34.037037028 / stdev (ddof 1) x sqrt(365); Sortino: mean / sqrt(mean(min(x,0)^2))
     # with mean(min(x,0)^2) = (50^2 + 140.18518514^2) / 5 = (2500 + 19651.88615...) / 5
+    for key in ("sharpe", "sortino", "volatility", "volatility_pct", "cagr_pct", "calmar"):
+        assert s[key] is None, key
+    assert any("at least 30 daily observations; this window has 5" in note for note in report.notes)
+    series = report.tables["daily"]["realized_pnl"]
     x = [float(v) for v in daily]
-    assert s["sharpe"] == pytest.approx(statistics.mean(x) / statistics.stdev(x) * math.sqrt(365), rel=1e-12)
+    assert sx.metrics.sharpe(series, min_days=5) == pytest.approx(
+        statistics.mean(x) / statistics.stdev(x) * math.sqrt(365), rel=1e-12)
     downside = math.sqrt((50.0 ** 2 + 140.18518514 ** 2) / 5)
-    assert s["sortino"] == pytest.approx(-34.037037028 / downside * math.sqrt(365), rel=1e-12)
+    assert sx.metrics.sortino(series, min_days=5) == pytest.approx(-34.037037028 / downside * math.sqrt(365),
+                                                                    rel=1e-12)
+    # return on capital -170.18518514 / 10000 x 100; one month holds the whole window
+    assert s["return_pct"] == pytest.approx(-1.7018518514, rel=1e-12)
+    assert s["best_month"] == s["worst_month"] == Decimal("-170.18518514")
+    # one drawdown: peak 10020 on 01-01, trough 9829.81481486 from 01-04, not recovered by 01-05
+    periods = report.tables["drawdown_periods"]
+    assert periods[["start", "trough"]].iloc[0].to_list() == [pd.Timestamp("2025-01-01", tz="UTC"),
+                                                              pd.Timestamp("2025-01-04", tz="UTC")]
+    assert len(periods) == 1 and pd.isna(periods["recovery"].iloc[0]) and periods["length_days"].iloc[0] == 4
+    assert periods["depth"].iloc[0] == s["max_drawdown"]
+    assert periods["depth_pct"].iloc[0] == pytest.approx(s["max_drawdown_pct"], rel=1e-12)
+    assert report.tables["monthly_heatmap"].loc[2025, "Jan"] == Decimal("-170.18518514")
+    assert report.tables["rolling"]["rolling_sharpe"].isna().all()  # no 30-day window yet
     assert (s["best_day"], s["worst_day"]) == (Decimal("20"), Decimal("-140.18518514"))
     # P6 crosses its take-profit (1850 >= 1840), P7 its stop-loss (110.5 <= 111)
     assert s["triggered_exits"] == 2
@@ -308,8 +328,10 @@ def test_pnl_sharpe_and_sortino_agree_with_quantstats_over_constant_capital(seed
     report = pnl_report(url, as_of=AS_OF, starting_capital=CAPITAL)
     returns = pd.Series([float(v) / 10_000 for v in report.tables["daily"]["realized_pnl"]],
                         index=pd.date_range("2025-01-01", periods=5, freq="D"))
-    assert report.summary["sharpe"] == pytest.approx(float(qs.sharpe(returns, periods=365)), rel=1e-9)
-    assert report.summary["sortino"] == pytest.approx(float(qs.sortino(returns, periods=365)), rel=1e-9)
+    series = report.tables["daily"]["realized_pnl"]  # five days: the report's ratios need 30
+    assert sx.metrics.sharpe(series, min_days=5) == pytest.approx(float(qs.sharpe(returns, periods=365)), rel=1e-9)
+    assert sx.metrics.sortino(series, min_days=5) == pytest.approx(float(qs.sortino(returns, periods=365)),
+                                                                    rel=1e-9)
 
 
 def test_pnl_breakdowns_and_periods_add_up(seeded):
@@ -412,7 +434,7 @@ def test_html_is_one_self_contained_file(seeded, tmp_path):
     out = tmp_path / "html"
     page = report.to_html(out / "pnl.html")
     assert (out / "pnl.html").read_text(encoding="utf-8") == page
-    assert page.count("data:image/png;base64,") == len(report.figures) == 5
+    assert page.count("data:image/png;base64,") == len(report.figures) == 9
     assert not re.search(r"https?://", page)
     assert not re.search(r"<(script|link)\b", page)
     for secret in [PASSWORD_HASH, *secrets]:
