@@ -1,4 +1,4 @@
-"""P&L metrics: DESIGN.md "P&L conventions", worked by hand on small frames."""
+"""P&L metrics: docs/conventions.md, worked by hand on small frames."""
 
 from __future__ import annotations
 

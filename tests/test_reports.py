@@ -122,8 +122,8 @@ def seed_positions(session: Session, rows=POSITIONS) -> None:
     session.flush()
 
 
-def seed_orders(session: Session) -> None:
-    for (n, user, position, token, action, kind, amount_in, price, amount_out, status, created, last) in ORDERS:
+def seed_orders(session: Session, rows=ORDERS) -> None:
+    for (n, user, position, token, action, kind, amount_in, price, amount_out, status, created, last) in rows:
         create = OrderCreate(user_id=user, position_id=None if position is None else uid(position),
                              token=token, action=action, order_type=kind, amount_in=Decimal(amount_in),
                              price=Decimal(price))
@@ -598,6 +598,37 @@ def test_edge_cases_render_without_crash_or_nan(case, backend, db_url):
             # 2 x (55 - 50) + 2 x (45 - 50) = 0 unrealized, nothing closed
             assert (s["open_positions"], s["closed_positions"], s["unrealized_pnl"]) == (2, 0, Decimal(0))
             assert s["expectancy"] is None and s["best_day"] == Decimal(0)
+    finally:
+        engine.dispose()
+
+
+# 2 DOGE bought for 0.00000001 USD; two sells of 1 DOGE for 0.00000001 realize +0.000000005
+# apiece (cost 0.000000005 a token), one before since (01-03) and one in the window.
+STRADDLING_ORDERS = [
+    (401, U1, None, "DOGE", "buy", "market", "0.00000001", "0.00000001", "2", "executed",
+     "2025-01-01T09:59:59", "2025-01-01T10:00:00"),
+    (402, U1, None, "DOGE", "sell", "market", "1", "0.00000001", "0.00000001", "executed",
+     "2025-01-02T09:59:59", "2025-01-02T10:00:00"),
+    (403, U1, None, "DOGE", "sell", "market", "1", "0.00000001", "0.00000001", "executed",
+     "2025-01-04T09:59:59", "2025-01-04T10:00:00"),
+]
+
+
+def test_fifo_reconciliation_rounds_the_windows_pnl_once(backend, db_url):
+    engine = create_engine(db_url)
+    try:
+        with Session(engine) as session:
+            seed_users(session)
+            seed_orders(session, STRADDLING_ORDERS)
+            session.commit()
+        report = pnl_report(engine, since="2025-01-03", as_of=AS_OF)
+        row = report.tables["fifo_reconciliation"].set_index("token").loc["DOGE"]
+        # +0.000000005 in the window: 0 to 8 places, half to even. The ledger through until
+        # (0.00000001) minus the ledger through since (0.000000005 -> 0) would say 0.00000001.
+        assert (row["fifo_pnl"], row["position_pnl"], row["matches"]) == (Decimal("0"), Decimal("0"), True)
+        assert report.summary["fifo_mismatches"] == 0
+        ledger = report.tables["fifo_ledger"].set_index("token").loc["DOGE"]
+        assert ledger["realized_pnl"] == Decimal("0.00000001")  # the whole ledger: 2 x 0.000000005
     finally:
         engine.dispose()
 

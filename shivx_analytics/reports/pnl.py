@@ -57,9 +57,10 @@ LEDGER_COLUMNS = ["order_id", "user_id", "token", "action", "status", "amount_in
 def pnl_report(source: Any = None, *, since: object = None, until: object = None, as_of: object = None,
                starting_capital: object = None, pushdown: bool | None = None,
                use_views: bool | None = None) -> Report:
-    """P&L of positions over [since, until) (DESIGN.md "P&L conventions"): summary, daily,
+    """P&L of positions over [since, until) (docs/conventions.md): summary, daily,
     weekly and monthly series, breakdowns by token, strategy and user, trade statistics,
-    triggered exits, FIFO reconciliation, and the figures that go with them."""
+    triggered exits, FIFO reconciliation, the tearsheet (monthly heatmap, rolling 30-day Sharpe
+    and volatility, underwater, worst drawdown periods, equity by strategy) and their figures."""
     as_of_ts = resolve_as_of(as_of)
     capital = _starting_capital(starting_capital)
     since_arg = optional_timestamp(since, "since")
