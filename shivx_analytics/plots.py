@@ -2,22 +2,27 @@
 
 Every function returns a new ``matplotlib.figure.Figure`` (no pyplot state, so they work
 headless and do not leak), with a fixed size, a title and axis labels with units.
+
+The house style (STYLE) applies only while a figure is built (``matplotlib.rc_context``):
+importing this module leaves matplotlib's global rcParams, and so the analyst's own figures,
+untouched; and the analyst's rcParams do not change how these figures look where STYLE sets them.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
+from typing import ParamSpec
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
-matplotlib.rcParams.update({"svg.hashsalt": "shivx", "figure.facecolor": "white", "axes.facecolor": "white",
-                            "axes.grid": True, "grid.alpha": 0.3, "font.size": 9})
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+STYLE = {"figure.facecolor": "white", "axes.facecolor": "white", "axes.grid": True, "grid.alpha": 0.3,
+         "font.size": 9}
 
 WIDE = (10, 4)
 TALL = (10, 6)
@@ -34,6 +39,17 @@ def _usd(value: float, _position=None) -> str:
 
 
 USD = FuncFormatter(_usd)
+_P = ParamSpec("_P")
+
+
+def styled(build: Callable[_P, Figure]) -> Callable[_P, Figure]:
+    """Build the figure inside ``rc_context(STYLE)``: the style is read while artists are made
+    (the first tick of each axis too, made when the axes' grid is set), not at drawing time."""
+    @functools.wraps(build)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Figure:
+        with matplotlib.rc_context(STYLE):
+            return build(*args, **kwargs)
+    return wrapper
 
 
 def as_float(values) -> pd.Series | pd.DataFrame:
@@ -67,6 +83,7 @@ def _empty(ax, message: str = "no data in this window") -> None:
     ax.set_yticks([])
 
 
+@styled
 def equity_and_drawdown(equity: pd.Series, drawdown: pd.Series, *, drawdown_unit: str = "USD",
                         title: str = "Equity and drawdown", equity_label: str = "Equity (USD)") -> Figure:
     """Equity curve (USD) above its underwater drawdown (USD or %), on a shared date axis."""
@@ -81,16 +98,62 @@ def equity_and_drawdown(equity: pd.Series, drawdown: pd.Series, *, drawdown_unit
     top.plot(x, as_float(equity).to_numpy(), color=NEUTRAL, linewidth=1.5)
     top.set_ylabel(equity_label)
     top.yaxis.set_major_formatter(USD)
-    values = as_float(drawdown).to_numpy()
-    bottom.fill_between(pd.to_datetime(drawdown.index), values, 0, color=LOSS, alpha=0.4, step="post")
-    bottom.set_ylabel(f"Drawdown ({'%' if drawdown_unit == '%' else 'USD'})")
-    if drawdown_unit != "%":
-        bottom.yaxis.set_major_formatter(USD)
+    _underwater_area(bottom, drawdown, drawdown_unit)
     bottom.set_xlabel("Date (UTC)")
     figure.autofmt_xdate()
     return figure
 
 
+def _underwater_area(ax, drawdown: pd.Series, unit: str) -> None:
+    """Drawdown (<= 0) per day as a red area down from 0, in % or USD."""
+    values = as_float(drawdown).to_numpy()
+    ax.fill_between(pd.to_datetime(drawdown.index), values, 0, color=LOSS, alpha=0.4, step="post")
+    ax.set_ylabel(f"Drawdown ({'%' if unit == '%' else 'USD'})")
+    if unit != "%":
+        ax.yaxis.set_major_formatter(USD)
+
+
+@styled
+def underwater(drawdown: pd.Series, *, unit: str = "%", title: str = "Underwater: drawdown from the running peak") -> Figure:
+    """The underwater plot: how far below its running peak equity is each day (% or USD)."""
+    figure, ax = _figure(WIDE, title)
+    if len(drawdown) == 0:
+        _empty(ax)
+        return figure
+    _underwater_area(ax, drawdown, unit)
+    ax.axhline(0, color="#333", linewidth=0.8)
+    ax.set_xlabel("Date (UTC)")
+    figure.autofmt_xdate()
+    return figure
+
+
+@styled
+def rolling_sharpe_volatility(rolling: pd.DataFrame, *, window_days: int,
+                              title: str | None = None) -> Figure:
+    """Rolling Sharpe (dimensionless) above rolling annualised volatility (USD), shared date
+    axis; ``rolling`` has the columns rolling_sharpe and rolling_volatility (NA before the
+    first full window)."""
+    figure = Figure(figsize=TALL, layout="constrained")
+    top, bottom = figure.subplots(2, 1, sharex=True)
+    figure.suptitle(title or f"Rolling {window_days}-day Sharpe and volatility of daily realized P&L")
+    numbers = as_float(rolling[["rolling_sharpe", "rolling_volatility"]])
+    if numbers.dropna(how="all").empty:
+        _empty(top, f"fewer than {window_days} days in this window")
+        _empty(bottom, f"fewer than {window_days} days in this window")
+        return figure
+    x = pd.to_datetime(numbers.index)
+    top.plot(x, numbers["rolling_sharpe"].to_numpy(), color=NEUTRAL, linewidth=1.3)
+    top.axhline(0, color="#333", linewidth=0.8)
+    top.set_ylabel("Sharpe (annualised, 365 d)")
+    bottom.plot(x, numbers["rolling_volatility"].to_numpy(), color=LOSS, linewidth=1.3)
+    bottom.set_ylabel("Volatility (USD, annualised)")
+    bottom.yaxis.set_major_formatter(USD)
+    bottom.set_xlabel("Date (UTC)")
+    figure.autofmt_xdate()
+    return figure
+
+
+@styled
 def daily_pnl_bars(daily: pd.Series, *, title: str = "Daily realized P&L") -> Figure:
     """Bars per UTC day, green for gains and red for losses."""
     figure, ax = _figure(WIDE, title)
@@ -103,6 +166,7 @@ def daily_pnl_bars(daily: pd.Series, *, title: str = "Daily realized P&L") -> Fi
     return _date_axis(figure, ax, "Realized P&L (USD)", usd=True)
 
 
+@styled
 def horizontal_bars(values: pd.Series, *, title: str, xlabel: str, signed: bool = True,
                     usd: bool = True, limit: int = 20, reference: float | None = None,
                     reference_label: str | None = None, higher_is_better: bool = True) -> Figure:
@@ -131,6 +195,7 @@ def horizontal_bars(values: pd.Series, *, title: str, xlabel: str, signed: bool 
     return figure
 
 
+@styled
 def histogram(values: pd.Series, *, title: str, xlabel: str, bins: int = 50,
               marker: float | None = None, marker_label: str | None = None) -> Figure:
     """Distribution of a numeric series, with an optional vertical reference line."""
@@ -153,6 +218,7 @@ def _bin_range(numbers: np.ndarray, bins: int) -> tuple[float, float] | None:
     return middle - half, middle + half
 
 
+@styled
 def histogram_counts(edges: Sequence[float] | np.ndarray, counts: Sequence[int] | np.ndarray, *, title: str,
                      xlabel: str, marker: float | None = None, marker_label: str | None = None) -> Figure:
     """``histogram`` from counts already binned (``numpy.histogram``'s edges and counts, e.g.
@@ -181,6 +247,7 @@ def _histogram(draw: Callable[[Axes], object], has_data: bool, *, title: str, xl
     return figure
 
 
+@styled
 def stacked_daily(frame: pd.DataFrame, *, title: str, ylabel: str, usd: bool = False,
                   colors: Sequence[str] | None = None) -> Figure:
     """Stacked bars per day, one colour per column (notional by action, orders by status, ...)."""
@@ -200,8 +267,10 @@ def stacked_daily(frame: pd.DataFrame, *, title: str, ylabel: str, usd: bool = F
     return _date_axis(figure, ax, ylabel, usd=usd)
 
 
-def daily_lines(frame: pd.DataFrame, *, title: str, ylabel: str) -> Figure:
-    """One line per column over days (requests per day for the top keys, ...)."""
+@styled
+def daily_lines(frame: pd.DataFrame, *, title: str, ylabel: str, usd: bool = False) -> Figure:
+    """One line per column over days (requests per day for the top keys, cumulative P&L per
+    strategy, ...)."""
     figure, ax = _figure(WIDE, title)
     numbers = as_float(frame)
     if numbers.empty or numbers.shape[1] == 0:
@@ -211,9 +280,10 @@ def daily_lines(frame: pd.DataFrame, *, title: str, ylabel: str) -> Figure:
     for column in numbers.columns:
         ax.plot(x, numbers[column].to_numpy(), label=str(column), linewidth=1.2)
     ax.legend(loc="upper left", fontsize=7)
-    return _date_axis(figure, ax, ylabel)
+    return _date_axis(figure, ax, ylabel, usd=usd)
 
 
+@styled
 def daily_series(series: pd.Series, *, title: str, ylabel: str) -> Figure:
     """A count per day as bars (failed logins per day, ...)."""
     figure, ax = _figure(WIDE, title)
@@ -225,17 +295,37 @@ def daily_series(series: pd.Series, *, title: str, ylabel: str) -> Figure:
     return _date_axis(figure, ax, ylabel)
 
 
-def heatmap(grid: pd.DataFrame, *, title: str, xlabel: str, ylabel: str, colorbar_label: str) -> Figure:
-    """A labelled grid of counts (failures by weekday x hour of day)."""
+@styled
+def heatmap(grid: pd.DataFrame, *, title: str, xlabel: str, ylabel: str, colorbar_label: str,
+            signed: bool = False, usd: bool = False) -> Figure:
+    """A labelled grid: counts from 0 (failures by weekday x hour of day) or, ``signed``, values
+    either side of 0 (P&L by year x month: green gains, red losses, each cell written; an empty
+    cell is a month outside the window)."""
     figure = Figure(figsize=(10, 3.6), layout="constrained")
     ax = figure.subplots()
     ax.set_title(title)
-    numbers = as_float(grid).fillna(0)
-    image = ax.imshow(numbers.to_numpy(), aspect="auto", cmap="Reds", vmin=0)
+    if signed:
+        numbers = as_float(grid)
+        if numbers.empty:
+            _empty(ax)
+            return figure
+        values = numbers.to_numpy()
+        limit = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.0
+        limit = limit or 1.0
+        image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap="RdYlGn", vmin=-limit, vmax=limit)
+        for (row, column), value in np.ndenumerate(values):
+            if np.isfinite(value):
+                ax.text(column, row, _usd(value) if usd else f"{value:,.0f}", ha="center", va="center",
+                        fontsize=7)
+    else:
+        numbers = as_float(grid).fillna(0)
+        image = ax.imshow(numbers.to_numpy(), aspect="auto", cmap="Reds", vmin=0)
     ax.set_xticks(range(numbers.shape[1]), [str(c) for c in numbers.columns], fontsize=7)
     ax.set_yticks(range(numbers.shape[0]), [str(i) for i in numbers.index])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(False)
-    figure.colorbar(image, ax=ax, label=colorbar_label)
+    colorbar = figure.colorbar(image, ax=ax, label=colorbar_label)
+    if usd:
+        colorbar.formatter = USD
     return figure

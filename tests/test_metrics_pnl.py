@@ -1,8 +1,9 @@
-"""P&L metrics: DESIGN.md "P&L conventions", worked by hand on small frames."""
+"""P&L metrics: docs/conventions.md, worked by hand on small frames."""
 
 from __future__ import annotations
 
 import math
+import statistics
 import warnings
 from decimal import Decimal
 
@@ -34,6 +35,18 @@ def book() -> pd.DataFrame:
          "token": "SOL"},                                                # unrealized +10
         {"status": "open", "current_price": "90", "opened_at": "2024-01-06T00:00:00"},  # after
     ])
+
+
+def days_series(values: list[str], start: str = "2024-01-01") -> pd.Series:
+    """A daily realized P&L series (MONEY_TOTAL) from `start`, one value a day."""
+    index = pd.date_range(start, periods=len(values), freq="D", tz="UTC", unit="us", name="day")
+    return pd.Series([D(v) for v in values], index=index, dtype=m.MONEY_TOTAL, name="realized_pnl")
+
+
+def alternating(days: int = 30) -> pd.Series:
+    """+20 on even days, -10 on odd days, from 2024-01-01: 30 days sum to 15 x 10 = 150 USD;
+    mean 5, every deviation +-15, so var(ddof=1) = 30 x 225 / 29 = 6750 / 29."""
+    return days_series(["20" if i % 2 == 0 else "-10" for i in range(days)])
 
 
 # Daily series, equity, drawdown ------------------------------------------------------------
@@ -122,18 +135,18 @@ def test_starting_capital_must_be_positive():
 def test_sharpe_is_mean_over_sample_std_annualized_by_365():
     daily = m.daily_realized_pnl(book(), SINCE, UNTIL)
     # x = 30, -10, -40, 0, 25: mean 1; squared deviations 841+121+1681+1+576 = 3220; var 3220/4
-    assert m.sharpe(daily) == pytest.approx(1 / math.sqrt(805) * math.sqrt(365))  # 0.6734
+    assert m.sharpe(daily, min_days=5) == pytest.approx(1 / math.sqrt(805) * math.sqrt(365))  # 0.6734
 
 
 def test_sortino_uses_downside_over_all_days():
     daily = m.daily_realized_pnl(book(), SINCE, UNTIL)
     # min(x, 0)^2 = 0, 100, 1600, 0, 0: mean over 5 days = 340
-    assert m.sortino(daily) == pytest.approx(1 / math.sqrt(340) * math.sqrt(365))  # 1.0361
+    assert m.sortino(daily, min_days=5) == pytest.approx(1 / math.sqrt(340) * math.sqrt(365))  # 1.0361
 
 
 def test_sharpe_needs_two_days_and_some_variation():
     one_day = m.daily_realized_pnl(book(), SINCE, ts("2024-01-02"))
-    assert m.sharpe(one_day) is None
+    assert m.sharpe(one_day, min_days=0) is None
     flat = m.daily_realized_pnl(positions_frame([]), SINCE, UNTIL)
     assert m.sharpe(flat) is None
     assert m.sortino(flat) is None
@@ -141,12 +154,24 @@ def test_sharpe_needs_two_days_and_some_variation():
 
 def test_sortino_without_a_losing_day_is_none():
     positions = positions_frame([closed("5", "2024-01-01T00:00:00"), closed("7", "2024-01-02T00:00:00")])
-    assert m.sortino(m.daily_realized_pnl(positions, SINCE, UNTIL)) is None
+    assert m.sortino(m.daily_realized_pnl(positions, SINCE, UNTIL), min_days=2) is None
+    assert m.sortino(alternating().abs()) is None  # 30 days, none lost: None, not infinity
 
 
-def test_sortino_of_a_single_losing_day_is_minus_sqrt_365():
+def test_a_single_losing_day_has_no_sortino():
+    # It used to be -10 / sqrt(100) x sqrt(365) = -sqrt(365) for any loss: a sample of one.
     one_day = m.daily_realized_pnl(book(), ts("2024-01-02"), ts("2024-01-03"))  # [-10]
-    assert m.sortino(one_day) == pytest.approx(-math.sqrt(365))  # -10 / sqrt(100) x sqrt(365)
+    assert m.sortino(one_day) is None and m.sharpe(one_day) is None and m.volatility(one_day) is None
+
+
+def test_ratios_need_min_days_for_ratios_daily_observations():
+    assert m.MIN_DAYS_FOR_RATIOS == 30
+    full, short = alternating(), alternating(29)
+    for ratio in (m.sharpe, m.sortino, m.volatility):
+        assert ratio(full) is not None and ratio(short) is None, ratio
+        assert ratio(short, min_days=29) is not None, ratio
+    assert m.cagr_pct(full, 1000) is not None and m.cagr_pct(short, 1000) is None
+    assert m.volatility_pct(full, 1000) is not None and m.volatility_pct(short, 1000) is None
 
 
 def _quantstats():
@@ -163,16 +188,16 @@ def test_sharpe_and_sortino_match_quantstats_on_returns_over_constant_capital(ca
     returns = daily.astype("float64") / float(capital)
     returns.index = returns.index.tz_localize(None)
     # Sharpe is scale-free: P&L / constant capital has the same ratio as P&L.
-    assert m.sharpe(daily) == pytest.approx(qs.sharpe(returns, periods=365))
+    assert m.sharpe(daily, min_days=5) == pytest.approx(qs.sharpe(returns, periods=365))
     # quantstats' sortino: sqrt(sum(r[r < 0]^2) / count(r)), i.e. downside over ALL periods too.
-    assert m.sortino(daily) == pytest.approx(qs.sortino(returns, periods=365))
+    assert m.sortino(daily, min_days=5) == pytest.approx(qs.sortino(returns, periods=365))
 
 
 def test_quantstats_sortino_is_nan_where_ours_is_none():
     qs = _quantstats()
     returns = pd.Series([0.01, 0.02, 0.0], index=pd.date_range("2024-01-01", periods=3))
     assert math.isnan(qs.sortino(returns, periods=365))
-    assert m.sortino(returns) is None
+    assert m.sortino(returns, min_days=3) is None
 
 
 # Trade statistics --------------------------------------------------------------------------
@@ -203,6 +228,20 @@ def test_trade_stats_holding_times_are_seconds():
 
 def test_trade_stats_without_window_takes_every_closed_position():
     assert m.trade_stats(book()).closed_positions == 7
+
+
+def test_payoff_ratio_comes_from_exact_sums_not_rounded_averages():
+    positions = positions_frame([
+        *[closed(p, f"2024-01-0{i + 1}T00:00:00") for i, p in enumerate(["0.5", "0.25", "0.25"])],
+        *[closed(p, f"2024-01-0{i + 4}T00:00:00") for i, p in enumerate(["-1", "-0.5", "-0.5"])],
+    ])
+    stats = m.trade_stats(positions)
+    # average win 1/3 and average loss -2/3: exactly 0.5. From the 8 dp averages 0.33333333 /
+    # 0.66666667 it would be 0.4999999925.
+    assert (stats.average_win, stats.average_loss) == (D("0.33333333"), D("-0.66666667"))
+    assert stats.payoff_ratio == 0.5
+    assert m.payoff_ratio(D("1"), 3, D("-2"), 3) == 0.5
+    assert m.payoff_ratio(D("1"), 3, D("0"), 0) is None and m.payoff_ratio(D("0"), 0, D("-2"), 3) is None
 
 
 def test_trade_stats_of_all_winners_has_no_profit_factor_or_payoff():
@@ -391,6 +430,34 @@ def test_fifo_quantizes_once_not_per_sell():
     assert realized["realized_pnl"].iloc[0] == D("20.00000000")
 
 
+def straddling_sells() -> pd.DataFrame:
+    """2 tokens bought for 0.00000001 USD; two sells of 1 token for 0.00000001 each realize
+    +0.000000005 apiece (cost 0.000000005 a token), one before 2024-01-03 and one after."""
+    return orders_frame([
+        {"action": "buy", "amount_in": "0.00000001", "amount_out": "2", "executed_at": "2024-01-01T00:00:00"},
+        {"action": "sell", "amount_in": "1", "amount_out": "0.00000001", "executed_at": "2024-01-02T00:00:00"},
+        {"action": "sell", "amount_in": "1", "amount_out": "0.00000001", "executed_at": "2024-01-04T00:00:00"},
+        {"action": "sell", "amount_in": "5", "amount_out": "1", "executed_at": "2024-01-01T12:00:00",
+         "order_id": "early-oversold", "token": "ETH"},  # nothing held: a problem before the window
+    ])
+
+
+def test_fifo_since_sums_the_windows_sells_once_and_rounds_once():
+    orders = straddling_sells()
+    # The window's P&L is +0.000000005: half-even to 8 places, 0.
+    window = m.fifo_realized_pnl(orders, since=ts("2024-01-03")).realized.set_index("token")
+    assert window["realized_pnl"].to_dict() == {"ETH": D("0"), "SOL": D("0")}
+    # The difference of two rounded ledgers is 1e-8 off: 0.00000001 - round(0.000000005) = 0.00000001.
+    through_until = m.fifo_realized_pnl(orders).realized.set_index("token")["realized_pnl"]
+    through_since = m.fifo_realized_pnl(orders[orders["executed_at"] < ts("2024-01-03")]).realized
+    assert (through_until["SOL"], through_since.set_index("token")["realized_pnl"]["SOL"]) == (
+        D("0.00000001"), D("0"))
+    # buys, sells and open lots are the whole ledger's; problems only the window's orders
+    assert (window.loc["SOL", "buys"], window.loc["SOL", "sells"]) == (1, 2)
+    assert m.fifo_realized_pnl(orders, since=ts("2024-01-03")).problems.empty
+    assert m.fifo_realized_pnl(orders).problems["order_id"].to_list() == ["early-oversold"]
+
+
 def test_fifo_breaks_executed_at_ties_by_order_id():
     orders = orders_frame([
         {"action": "buy", "amount_in": "10", "amount_out": "1", "executed_at": "2024-01-01T00:00:00",
@@ -448,11 +515,42 @@ def test_pnl_summary_headline_figures():
         "expectancy": D("1"),
         "max_drawdown": D("-50"),
         "max_drawdown_pct": pytest.approx((980 / 1030 - 1) * 100),
-        "sharpe": pytest.approx(1 / math.sqrt(805) * math.sqrt(365)),
-        "sortino": pytest.approx(1 / math.sqrt(340) * math.sqrt(365)),
+        "return_pct": pytest.approx(0.5),  # 5 / 1000 x 100
+        # five days: fewer than MIN_DAYS_FOR_RATIOS (30), so no ratios (see test_pnl_summary_ratios)
+        "cagr_pct": None,
+        "volatility": None,
+        "volatility_pct": None,
+        "sharpe": None,
+        "sortino": None,
+        "calmar": None,
         "best_day": D("30"),
         "worst_day": D("-40"),
+        "best_month": D("5"),            # one month, January
+        "worst_month": D("5"),
     }
+
+
+def test_pnl_summary_ratios_of_thirty_days():
+    daily = alternating()
+    positions = positions_frame([closed(v, f"{day.date()}T12:00:00") for day, v in
+                                 zip(daily.index, ["20" if i % 2 == 0 else "-10" for i in range(30)])])
+    summary = m.pnl_summary(positions, since=SINCE, until=ts("2024-01-31"), starting_capital=1000)
+    std = math.sqrt(6750 / 29)
+    assert summary["sharpe"] == pytest.approx(5 / std * math.sqrt(365))
+    assert summary["sortino"] == pytest.approx(5 / math.sqrt(50) * math.sqrt(365))  # 15 x 100 / 30
+    assert isinstance(summary["volatility"], Decimal)
+    assert summary["volatility"] == pytest.approx(D(repr(std * math.sqrt(365))), abs=D("1e-8"))
+    assert summary["return_pct"] == pytest.approx(15.0)  # 150 / 1000
+    cagr = (1.15 ** (365 / 30) - 1) * 100
+    assert summary["cagr_pct"] == pytest.approx(cagr)
+    # equity 1020, 1010, 1030, 1020, ...: the deepest fall is the first, 1010 / 1020 - 1
+    assert summary["max_drawdown_pct"] == pytest.approx((1010 / 1020 - 1) * 100)
+    assert summary["calmar"] == pytest.approx(cagr / abs((1010 / 1020 - 1) * 100))
+    assert summary["volatility_pct"] == pytest.approx(m.volatility_pct(daily, 1000))
+    assert (summary["best_month"], summary["worst_month"]) == (D("150"), D("150"))
+    assert m.pnl_summary(positions, since=SINCE, until=ts("2024-01-31"), daily=daily) == {
+        **summary, "max_drawdown": D("-10"), "max_drawdown_pct": None, "return_pct": None,
+        "cagr_pct": None, "volatility_pct": None, "calmar": None}
 
 
 def test_pnl_summary_money_is_decimal_quantized_to_8_places():
@@ -478,6 +576,119 @@ def test_pnl_summary_of_only_open_positions():
     summary = m.pnl_summary(positions, since=SINCE, until=UNTIL)
     assert (summary["realized_pnl"], summary["unrealized_pnl"], summary["total_pnl"]) == (0, D("10"), D("10"))
     assert summary["open_positions"] == 2 and summary["win_rate"] is None
+
+
+# Tearsheet ---------------------------------------------------------------------------------
+
+
+def test_volatility_is_the_annualised_sample_std_in_usd_exactly_rounded():
+    daily = days_series(["1", "2", "3"])  # mean 2, var (1 + 0 + 1) / 2 = 1
+    assert m.volatility(daily, min_days=3) == m.quantize(D(365).sqrt())  # 19.10497317
+    assert m.volatility(daily, min_days=3) == D("19.10497317")
+
+
+def test_volatility_pct_is_of_daily_returns_on_the_previous_days_equity():
+    daily = days_series(["100", "-110"])
+    # r1 = 100 / 1000 = 0.1; equity 1100; r2 = -110 / 1100 = -0.1; std(ddof=1) = sqrt(0.02)
+    assert m.daily_returns(daily, 1000).to_list() == [pytest.approx(0.1), pytest.approx(-0.1)]
+    assert m.volatility_pct(daily, 1000, min_days=2) == pytest.approx(math.sqrt(0.02) * math.sqrt(365) * 100)
+    wiped = days_series(["-1000", "5", "1"])  # equity 0 after day 1: no return on day 2
+    assert m.daily_returns(wiped, 1000).isna().to_list() == [False, True, False]
+    assert m.volatility_pct(wiped, 1000, min_days=2) is None
+
+
+def test_return_cagr_and_calmar():
+    daily = alternating()
+    assert m.return_pct(daily, 1000) == pytest.approx(15.0) and m.return_pct(daily) is None
+    assert m.cagr_pct(daily, 1000) == pytest.approx((1.15 ** (365 / 30) - 1) * 100)
+    assert m.cagr_pct(daily) is None
+    # a year of days compounds to the plain return; ending equity <= 0 has no CAGR
+    year = days_series(["0"] * 364 + ["100"])
+    assert m.cagr_pct(year, 1000) == pytest.approx(10.0)
+    assert m.cagr_pct(days_series(["-1000"] + ["0"] * 29), 1000) is None
+    assert m.calmar(20.0, -4.0) == 5.0
+    assert m.calmar(20.0, 0.0) is None and m.calmar(None, -4.0) is None and m.calmar(20.0, None) is None
+
+
+def test_rolling_ratios_are_sharpe_and_volatility_of_the_trailing_window():
+    daily = m.daily_realized_pnl(book(), SINCE, UNTIL)  # 30, -10, -40, 0, 25
+    rolling = m.rolling_ratios(daily, window=3)
+    assert list(rolling.index) == list(daily.index)
+    assert rolling["rolling_sharpe"].isna().to_list() == [True, True, False, False, False]
+    for end, window in ((3, [30, -10, -40]), (4, [-10, -40, 0]), (5, [-40, 0, 25])):
+        expected = statistics.mean(window) / statistics.stdev(window) * math.sqrt(365)
+        assert rolling["rolling_sharpe"].iloc[end - 1] == pytest.approx(expected)
+        assert float(rolling["rolling_volatility"].iloc[end - 1]) == pytest.approx(
+            statistics.stdev(window) * math.sqrt(365), abs=1e-8)
+    assert rolling["rolling_volatility"].dtype == m.MONEY_TOTAL
+    flat = m.rolling_ratios(days_series(["0"] * 4), window=2)
+    assert flat["rolling_sharpe"].isna().all() and flat["rolling_volatility"].iloc[-1] == 0
+    with pytest.raises(ValueError, match="window"):
+        m.rolling_ratios(daily, window=1)
+
+
+def test_monthly_heatmap_is_a_year_by_month_grid():
+    values = ["0"] * 62
+    values[0], values[15], values[20], values[61] = "5", "-3", "1", "2"  # Dec 31, Jan 15, Jan 20, Mar 1
+    daily = days_series(values, start="2023-12-31")
+    grid = m.monthly_heatmap(daily)
+    assert list(grid.index) == [2023, 2024] and list(grid.columns) == list(m.pnl.MONTHS)
+    assert grid.loc[2023, "Dec"] == D("5") and pd.isna(grid.loc[2023, "Jan"])
+    assert (grid.loc[2024, "Jan"], grid.loc[2024, "Feb"], grid.loc[2024, "Mar"]) == (D("-2"), D("0"), D("2"))
+    assert grid.loc[2024, "Apr":"Dec"].isna().all()
+    assert (grid.dtypes == m.MONEY_TOTAL).all()
+    assert m.monthly_heatmap(daily.iloc[:0]).empty
+
+
+def test_drawdown_periods_start_at_the_peak_and_end_at_recovery():
+    daily = days_series(["-100", "50", "60", "-10"])  # equity from 1000: 900, 950, 1010, 1000
+    table = m.drawdown_periods(daily, 1000)
+    # 1: peak is the starting equity (the day before Jan 1), trough Jan 1, back at 1010 >= 1000 on
+    # Jan 3: 3 days. 2: peak 1010 on Jan 3, trough Jan 4, not recovered: Jan 4 - Jan 3 = 1 day.
+    assert table["start"].to_list() == [ts("2023-12-31"), ts("2024-01-03")]
+    assert table["trough"].to_list() == [ts("2024-01-01"), ts("2024-01-04")]
+    assert table["recovery"].iloc[0] == ts("2024-01-03") and pd.isna(table["recovery"].iloc[1])
+    assert table["depth"].to_list() == [D("-100"), D("-10")]
+    assert table["depth_pct"].to_list() == [pytest.approx(-10.0), pytest.approx((1000 / 1010 - 1) * 100)]
+    assert table["length_days"].to_list() == [3, 1]
+    assert len(m.drawdown_periods(daily, 1000, top=1)) == 1
+    # without capital: the peak starts at 0 (-100, -50, 10, 0); no percentages
+    usd = m.drawdown_periods(daily)
+    assert usd["depth"].to_list() == [D("-100"), D("-10")] and usd["depth_pct"].isna().all()
+
+
+def test_drawdown_periods_agree_with_drawdown_and_rank_the_top_five():
+    daily = m.daily_realized_pnl(book(), SINCE, UNTIL)  # equity 1030, 1020, 980, 980, 1005
+    table = m.drawdown_periods(daily, 1000)
+    assert table[["start", "trough"]].iloc[0].to_list() == [ts("2024-01-01"), ts("2024-01-03")]
+    assert table["depth"].iloc[0] == m.drawdown(daily, 1000).max_drawdown == D("-50")
+    assert table["length_days"].iloc[0] == 4  # not recovered: Jan 1 .. Jan 5
+    many = m.drawdown_periods(alternating(), 1000)  # 15 falls of 10 USD: the five earliest
+    assert len(many) == 5 and (many["depth"] == D("-10")).all()
+    assert many["start"].to_list() == [ts(f"2024-01-{d:02d}") for d in (1, 3, 5, 7, 9)]
+    assert m.drawdown_periods(days_series(["1", "2"]), 100).empty
+    assert m.drawdown_periods(days_series([]), 100).empty
+
+
+def test_cumulative_pnl_by_strategy_is_each_strategys_equity_from_zero():
+    curves = m.cumulative_pnl_by(book(), "strategy", since=SINCE, until=UNTIL)
+    assert list(curves.index) == list(m.daily_realized_pnl(book(), SINCE, UNTIL).index)
+    momentum, other = curves.columns[0], curves.columns[1]
+    assert momentum == "momentum" and pd.isna(other)
+    assert curves[momentum].to_list() == [D(x) for x in ("30", "20", "20", "20", "20")]
+    assert curves[other].to_list() == [D(x) for x in ("0", "0", "-40", "-40", "-15")]
+    with pytest.raises(ValueError, match="by must be one of"):
+        m.cumulative_pnl_by(book(), "colour", since=SINCE, until=UNTIL)
+
+
+def test_ratio_notes_say_why_ratios_are_missing():
+    notes = " ".join(m.ratio_notes(m.daily_realized_pnl(book(), SINCE, UNTIL)))
+    assert "at least 30 daily observations; this window has 5" in notes
+    assert "need starting_capital" in notes
+    assert m.ratio_notes(alternating(), 1000) == []
+    gains = " ".join(m.ratio_notes(alternating().abs(), 1000))
+    assert "Sortino is None: no day of the window has a loss" in gains
+    assert "calmar is None: the equity never fell" in gains
 
 
 def test_pnl_summary_of_a_one_day_window():

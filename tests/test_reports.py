@@ -122,8 +122,8 @@ def seed_positions(session: Session, rows=POSITIONS) -> None:
     session.flush()
 
 
-def seed_orders(session: Session) -> None:
-    for (n, user, position, token, action, kind, amount_in, price, amount_out, status, created, last) in ORDERS:
+def seed_orders(session: Session, rows=ORDERS) -> None:
+    for (n, user, position, token, action, kind, amount_in, price, amount_out, status, created, last) in rows:
         create = OrderCreate(user_id=user, position_id=None if position is None else uid(position),
                              token=token, action=action, order_type=kind, amount_in=Decimal(amount_in),
                              price=Decimal(price))
@@ -284,12 +284,32 @@ def test_pnl_report_headline_figures_match_the_hand_computation(seeded):
         expected_pct = float((Decimal("9829.81481486") / Decimal("10020") - 1) * 100)
     assert s["max_drawdown_pct"] == pytest.approx(expected_pct, rel=1e-12)
     assert s["max_drawdown_pct"] == pytest.approx(-1.89805573992, rel=1e-10)  # -190.18518514 / 10020 x 100
+    # Five days are fewer than MIN_DAYS_FOR_RATIOS (30): no Sharpe, Sortino, volatility, CAGR or
+    # Calmar, and the notes say why. The formulas, on the report's daily series with min_days=5:
     # Sharpe: mean -34.037037028 / stdev (ddof 1) x sqrt(365); Sortino: mean / sqrt(mean(min(x,0)^2))
     # with mean(min(x,0)^2) = (50^2 + 140.18518514^2) / 5 = (2500 + 19651.88615...) / 5
+    for key in ("sharpe", "sortino", "volatility", "volatility_pct", "cagr_pct", "calmar"):
+        assert s[key] is None, key
+    assert any("at least 30 daily observations; this window has 5" in note for note in report.notes)
+    series = report.tables["daily"]["realized_pnl"]
     x = [float(v) for v in daily]
-    assert s["sharpe"] == pytest.approx(statistics.mean(x) / statistics.stdev(x) * math.sqrt(365), rel=1e-12)
+    assert sx.metrics.sharpe(series, min_days=5) == pytest.approx(
+        statistics.mean(x) / statistics.stdev(x) * math.sqrt(365), rel=1e-12)
     downside = math.sqrt((50.0 ** 2 + 140.18518514 ** 2) / 5)
-    assert s["sortino"] == pytest.approx(-34.037037028 / downside * math.sqrt(365), rel=1e-12)
+    assert sx.metrics.sortino(series, min_days=5) == pytest.approx(-34.037037028 / downside * math.sqrt(365),
+                                                                    rel=1e-12)
+    # return on capital -170.18518514 / 10000 x 100; one month holds the whole window
+    assert s["return_pct"] == pytest.approx(-1.7018518514, rel=1e-12)
+    assert s["best_month"] == s["worst_month"] == Decimal("-170.18518514")
+    # one drawdown: peak 10020 on 01-01, trough 9829.81481486 from 01-04, not recovered by 01-05
+    periods = report.tables["drawdown_periods"]
+    assert periods[["start", "trough"]].iloc[0].to_list() == [pd.Timestamp("2025-01-01", tz="UTC"),
+                                                              pd.Timestamp("2025-01-04", tz="UTC")]
+    assert len(periods) == 1 and pd.isna(periods["recovery"].iloc[0]) and periods["length_days"].iloc[0] == 4
+    assert periods["depth"].iloc[0] == s["max_drawdown"]
+    assert periods["depth_pct"].iloc[0] == pytest.approx(s["max_drawdown_pct"], rel=1e-12)
+    assert report.tables["monthly_heatmap"].loc[2025, "Jan"] == Decimal("-170.18518514")
+    assert report.tables["rolling"]["rolling_sharpe"].isna().all()  # no 30-day window yet
     assert (s["best_day"], s["worst_day"]) == (Decimal("20"), Decimal("-140.18518514"))
     # P6 crosses its take-profit (1850 >= 1840), P7 its stop-loss (110.5 <= 111)
     assert s["triggered_exits"] == 2
@@ -308,8 +328,10 @@ def test_pnl_sharpe_and_sortino_agree_with_quantstats_over_constant_capital(seed
     report = pnl_report(url, as_of=AS_OF, starting_capital=CAPITAL)
     returns = pd.Series([float(v) / 10_000 for v in report.exact_tables["daily"]["realized_pnl"]],
                         index=pd.date_range("2025-01-01", periods=5, freq="D"))
-    assert report.summary["sharpe"] == pytest.approx(float(qs.sharpe(returns, periods=365)), rel=1e-9)
-    assert report.summary["sortino"] == pytest.approx(float(qs.sortino(returns, periods=365)), rel=1e-9)
+    series = report.tables["daily"]["realized_pnl"]  # five days: the report's ratios need 30
+    assert sx.metrics.sharpe(series, min_days=5) == pytest.approx(float(qs.sharpe(returns, periods=365)), rel=1e-9)
+    assert sx.metrics.sortino(series, min_days=5) == pytest.approx(float(qs.sortino(returns, periods=365)),
+                                                                    rel=1e-9)
 
 
 def test_pnl_breakdowns_and_periods_add_up(seeded):
@@ -412,7 +434,7 @@ def test_html_is_one_self_contained_file(seeded, tmp_path):
     out = tmp_path / "html"
     page = report.to_html(out / "pnl.html")
     assert (out / "pnl.html").read_text(encoding="utf-8") == page
-    assert page.count("data:image/png;base64,") == len(report.figures) == 5
+    assert page.count("data:image/png;base64,") == len(report.figures) == 9
     assert not re.search(r"https?://", page)
     assert not re.search(r"<(script|link)\b", page)
     for secret in [PASSWORD_HASH, *secrets]:
@@ -576,6 +598,37 @@ def test_edge_cases_render_without_crash_or_nan(case, backend, db_url):
             # 2 x (55 - 50) + 2 x (45 - 50) = 0 unrealized, nothing closed
             assert (s["open_positions"], s["closed_positions"], s["unrealized_pnl"]) == (2, 0, Decimal(0))
             assert s["expectancy"] is None and s["best_day"] == Decimal(0)
+    finally:
+        engine.dispose()
+
+
+# 2 DOGE bought for 0.00000001 USD; two sells of 1 DOGE for 0.00000001 realize +0.000000005
+# apiece (cost 0.000000005 a token), one before since (01-03) and one in the window.
+STRADDLING_ORDERS = [
+    (401, U1, None, "DOGE", "buy", "market", "0.00000001", "0.00000001", "2", "executed",
+     "2025-01-01T09:59:59", "2025-01-01T10:00:00"),
+    (402, U1, None, "DOGE", "sell", "market", "1", "0.00000001", "0.00000001", "executed",
+     "2025-01-02T09:59:59", "2025-01-02T10:00:00"),
+    (403, U1, None, "DOGE", "sell", "market", "1", "0.00000001", "0.00000001", "executed",
+     "2025-01-04T09:59:59", "2025-01-04T10:00:00"),
+]
+
+
+def test_fifo_reconciliation_rounds_the_windows_pnl_once(backend, db_url):
+    engine = create_engine(db_url)
+    try:
+        with Session(engine) as session:
+            seed_users(session)
+            seed_orders(session, STRADDLING_ORDERS)
+            session.commit()
+        report = pnl_report(engine, since="2025-01-03", as_of=AS_OF)
+        row = report.tables["fifo_reconciliation"].set_index("token").loc["DOGE"]
+        # +0.000000005 in the window: 0 to 8 places, half to even. The ledger through until
+        # (0.00000001) minus the ledger through since (0.000000005 -> 0) would say 0.00000001.
+        assert (row["fifo_pnl"], row["position_pnl"], row["matches"]) == (Decimal("0"), Decimal("0"), True)
+        assert report.summary["fifo_mismatches"] == 0
+        ledger = report.tables["fifo_ledger"].set_index("token").loc["DOGE"]
+        assert ledger["realized_pnl"] == Decimal("0.00000001")  # the whole ledger: 2 x 0.000000005
     finally:
         engine.dispose()
 

@@ -1,7 +1,7 @@
 """P&L metrics: daily realized P&L, equity, drawdown, Sharpe / Sortino, trade statistics,
 breakdowns, triggered exits and the FIFO ledger over executed orders.
 
-Conventions (DESIGN.md, "Domain semantics" and "P&L conventions"):
+Conventions (docs/conventions.md, the formulas and minimum sample sizes with their reasons):
 - Realized P&L is the `pnl` of closed and liquidated positions; it belongs to the UTC day of
   closed_at, and such a position is in a window when closed_at is in [since, until).
 - Unrealized P&L is the `pnl` of positions still open (status open) opened before `until`.
@@ -38,6 +38,7 @@ from ._common import (
     money_sum,
     money_sum_by,
     nullable_floats,
+    optional_timestamp,
     quantize,
     ratio,
     require_columns,
@@ -48,6 +49,12 @@ from ._common import (
 REALIZED_STATUSES = ("closed", "liquidated")
 BREAKDOWNS = ("token", "strategy", "user_id")
 PERIODS = ("D", "W", "M")
+DAYS_PER_YEAR = 365  # annualisation: crypto trades every calendar day
+# Fewer daily observations than this give no Sharpe, Sortino, volatility, CAGR or Calmar (None):
+# annualising a few days is noise (one losing day would give Sortino = -sqrt(365)).
+MIN_DAYS_FOR_RATIOS = 30
+ROLLING_DAYS = 30  # window of the rolling Sharpe and volatility
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _POSITION_COLUMNS = ("position_id", "status", "opened_at", "closed_at", "pnl")
 _ORDER_COLUMNS = ("order_id", "user_id", "token", "action", "status", "amount_in", "amount_out",
                   "executed_at")
@@ -211,27 +218,143 @@ def drawdown(daily: pd.Series, starting_capital: object = None) -> Drawdown:
     return Drawdown(quantize(deepest), max_pct, trough_day, series, series_pct)
 
 
-def sharpe(daily: pd.Series, periods: int = 365) -> float | None:
-    """mean(x) / std(x, ddof=1) x sqrt(periods) of the daily series x.
+def sharpe(daily: pd.Series, periods: int = DAYS_PER_YEAR, *,
+           min_days: int = MIN_DAYS_FOR_RATIOS) -> float | None:
+    """mean(x) / std(x, ddof=1) x sqrt(periods) of the daily series x (docs/conventions.md).
 
     Scale-free: the same on daily P&L and on daily P&L / constant capital. Accepts money or
-    float series (NaN left out). None with fewer than 2 days or when every day is the same.
+    float series (NaN left out). None with fewer than max(min_days, 2) days or when every day
+    is the same.
     """
     values = _finite(daily)
-    if values.size < 2 or np.ptp(values) == 0:
+    if values.size < max(min_days, 2) or np.ptp(values) == 0:
         return None
     return float_or_none(values.mean() / values.std(ddof=1) * math.sqrt(periods))
 
 
-def sortino(daily: pd.Series, periods: int = 365) -> float | None:
+def sortino(daily: pd.Series, periods: int = DAYS_PER_YEAR, *,
+            min_days: int = MIN_DAYS_FOR_RATIOS) -> float | None:
     """mean(x) / sqrt(mean(min(x, 0)^2)) x sqrt(periods); the downside mean is over ALL days
-    (as quantstats.stats.sortino does). None without a negative day (no downside deviation).
+    (as quantstats.stats.sortino does). None with fewer than min_days days, and None (not
+    infinity) without a negative day: there is no downside deviation to divide by.
     """
     values = _finite(daily)
-    if not (values < 0).any():
+    if values.size < max(min_days, 1) or not (values < 0).any():
         return None
     downside = math.sqrt(float(np.mean(np.minimum(values, 0.0) ** 2)))
     return float_or_none(values.mean() / downside * math.sqrt(periods))
+
+
+def volatility(daily: pd.Series, periods: int = DAYS_PER_YEAR, *,
+               min_days: int = MIN_DAYS_FOR_RATIOS) -> Decimal | None:
+    """Annualised volatility of the daily P&L in USD: std(x, ddof=1) x sqrt(periods).
+
+    Computed in Decimal at 60 digits (mean, squared deviations, square root) and rounded once
+    to 8 places, so every path that gives the same daily series gives the same figure. None
+    with fewer than max(min_days, 2) days.
+    """
+    values = decimals(daily, "daily")
+    if len(values) < max(min_days, 2):
+        return None
+    with localcontext() as ctx:
+        ctx.prec = PRECISION
+        mean = sum(values, Decimal(0)) / len(values)
+        variance = sum(((v - mean) ** 2 for v in values), Decimal(0)) / (len(values) - 1)
+        return quantize(variance.sqrt() * Decimal(periods).sqrt())
+
+
+def daily_returns(daily: pd.Series, starting_capital: object) -> pd.Series:
+    """Daily return on equity r_d = pnl_d / equity_(d-1), equity_0 = starting_capital (Float64).
+
+    <NA> on a day that starts with equity <= 0 (a return on nothing is not defined).
+    """
+    level = _capital(starting_capital)
+    returns: list[float | None] = []
+    with localcontext() as ctx:
+        ctx.prec = PRECISION
+        for value in decimals(daily, "daily"):
+            returns.append(float(value / level) if level > 0 else None)
+            level += value
+    return nullable_floats(returns, daily.index, "return")
+
+
+def volatility_pct(daily: pd.Series, starting_capital: object, periods: int = DAYS_PER_YEAR, *,
+                   min_days: int = MIN_DAYS_FOR_RATIOS) -> float | None:
+    """Annualised volatility of daily_returns() in %: std(r, ddof=1) x sqrt(periods) x 100.
+
+    None with fewer than max(min_days, 2) days or when a day's return is not defined.
+    """
+    returns = daily_returns(daily, starting_capital)
+    if len(returns) < max(min_days, 2) or returns.isna().any():
+        return None
+    values = returns.to_numpy(dtype="float64")
+    return float_or_none(values.std(ddof=1) * math.sqrt(periods) * 100)
+
+
+def return_pct(daily: pd.Series, starting_capital: object = None) -> float | None:
+    """Return on starting capital over the window: sum(daily P&L) / starting_capital x 100.
+
+    None without starting_capital.
+    """
+    if starting_capital is None:
+        return None
+    return ratio(money_sum(daily) * 100, _capital(starting_capital))
+
+
+def cagr_pct(daily: pd.Series, starting_capital: object = None, periods: int = DAYS_PER_YEAR, *,
+             min_days: int = MIN_DAYS_FOR_RATIOS) -> float | None:
+    """CAGR-style annualised return: ((capital + sum(daily P&L)) / capital)^(periods / n) - 1,
+    x 100, n = the number of days in the series (a 365-day year).
+
+    None without starting_capital, with fewer than min_days days (annualising a few days
+    explodes), or when the ending equity is <= 0 (no real root).
+    """
+    if starting_capital is None or len(daily) < max(min_days, 1):
+        return None
+    capital = _capital(starting_capital)
+    with localcontext() as ctx:
+        ctx.prec = PRECISION
+        growth = (capital + money_sum(daily)) / capital
+    if growth <= 0:
+        return None
+    return float_or_none((float(growth) ** (periods / len(daily)) - 1) * 100)
+
+
+def calmar(annual_return_pct: float | None, max_drawdown_pct: float | None) -> float | None:
+    """Calmar ratio: annualised return (cagr_pct) / |max_drawdown_pct|, both in %.
+
+    None when either is None (no starting capital, too few days) or without a drawdown.
+    """
+    if annual_return_pct is None or max_drawdown_pct is None or max_drawdown_pct == 0:
+        return None
+    return float_or_none(annual_return_pct / abs(max_drawdown_pct))
+
+
+def rolling_ratios(daily: pd.Series, window: int = ROLLING_DAYS,
+                   periods: int = DAYS_PER_YEAR) -> pd.DataFrame:
+    """Rolling Sharpe and volatility of the daily P&L over the last `window` days (inclusive).
+
+    Per day d: rolling_sharpe = sharpe() and rolling_volatility = volatility() (USD, annualised)
+    of days d - window + 1 .. d; <NA> on the first window - 1 days and where the ratio does not
+    exist (a flat window has no Sharpe). Indexed like `daily`.
+    """
+    if window < 2:
+        raise ValueError(f"window must be >= 2 days, got {window!r}")
+    sharpes: list[float | None] = []
+    vols: list[Decimal | None] = []
+    for end in range(1, len(daily) + 1):
+        if end < window:
+            sharpes.append(None)
+            vols.append(None)
+            continue
+        part = daily.iloc[end - window:end]
+        sharpes.append(sharpe(part, periods, min_days=window))
+        vols.append(volatility(part, periods, min_days=window))
+    return pd.DataFrame({
+        "rolling_sharpe": nullable_floats(sharpes, daily.index, "rolling_sharpe"),
+        "rolling_volatility": pd.Series([None if v is None else quantize(v) for v in vols],
+                                        index=daily.index, dtype=MONEY_TOTAL),
+    }, index=daily.index)
 
 
 def pnl_by_period(daily: pd.Series, freq: str = "W") -> pd.Series:
@@ -253,6 +376,93 @@ def pnl_by_period(daily: pd.Series, freq: str = "W") -> pd.Series:
     if sums.empty:
         sums.index = pd.DatetimeIndex([], dtype="datetime64[us, UTC]", name="period")
     return sums.rename("realized_pnl")
+
+
+def monthly_heatmap(daily: pd.Series) -> pd.DataFrame:
+    """Realized P&L per calendar month as a year x month grid (pnl_by_period(daily, "M")).
+
+    Index `year` (every year from the first to the last day of the series), columns Jan..Dec,
+    MONEY_TOTAL; <NA> for a month with no day in the series (edge months hold only their days).
+    """
+    months = pnl_by_period(daily, "M")
+    cells = {(day.year, day.month): value for day, value in months.items()}
+    years = list(range(min(y for y, _ in cells), max(y for y, _ in cells) + 1)) if cells else []
+    index = pd.Index(years, dtype="int64", name="year")
+    return pd.DataFrame({
+        name: pd.Series([cells.get((year, month)) for year in years], index=index, dtype=MONEY_TOTAL)
+        for month, name in enumerate(MONTHS, start=1)
+    }, index=index)
+
+
+def drawdown_periods(daily: pd.Series, starting_capital: object = None, top: int = 5) -> pd.DataFrame:
+    """The `top` deepest drawdowns of the equity curve (drawdown()'s equity and running peak).
+
+    A period starts when equity falls below the running peak and ends on the first day it is
+    back at (or above) the peak. start: the peak's day (the last day at the peak; the day
+    before the series' first day when the peak is the starting equity); trough: the day of the
+    lowest equity; recovery: the day back at the peak (NaT if not recovered); depth: trough
+    equity - peak (USD, < 0); depth_pct: (trough equity / peak - 1) x 100 (<NA> without
+    starting_capital); length_days: recovery - start, or last day - start if not recovered.
+    Deepest first (earlier start first on ties).
+    """
+    capital = None if starting_capital is None else _capital(starting_capital)
+    equity = decimals(equity_curve(daily, capital), "equity")
+    days = pd.DatetimeIndex(daily.index)
+    peak = ZERO if capital is None else capital
+    peak_day = days[0] - DAY if len(days) else None
+    periods: list[dict[str, object]] = []
+    current: dict[str, object] | None = None
+    with localcontext() as ctx:
+        ctx.prec = PRECISION
+        for day, level in zip(days, equity):
+            if level >= peak:
+                if current is not None:
+                    current["recovery"] = day
+                    current = None
+                peak, peak_day = level, day
+            elif current is None:
+                current = {"start": peak_day, "trough": day, "recovery": None, "peak": peak,
+                           "low": level}
+                periods.append(current)
+            elif level < current["low"]:
+                current.update(trough=day, low=level)
+        rows = []
+        for period in periods:
+            end = period["recovery"] if period["recovery"] is not None else days[-1]
+            pct = None if capital is None else float((period["low"] / period["peak"] - 1) * 100)
+            rows.append((period["start"], period["trough"], period["recovery"],
+                         quantize(period["low"] - period["peak"]), pct, (end - period["start"]).days))
+    rows.sort(key=lambda row: (row[3], row[0]))
+    rows = rows[:top]
+    index = pd.RangeIndex(len(rows))
+    day_dtype = "datetime64[us, UTC]"
+    return pd.DataFrame({
+        "start": pd.Series([r[0] for r in rows], index=index, dtype=day_dtype),
+        "trough": pd.Series([r[1] for r in rows], index=index, dtype=day_dtype),
+        "recovery": pd.Series([pd.NaT if r[2] is None else r[2] for r in rows], index=index, dtype=day_dtype),
+        "depth": money_series([r[3] for r in rows], index, "depth"),
+        "depth_pct": nullable_floats([r[4] for r in rows], index, "depth_pct"),
+        "length_days": counts([r[5] for r in rows], index, "length_days"),
+    })
+
+
+def cumulative_pnl_by(positions: pd.DataFrame, by: str = "strategy", *, since: object,
+                      until: object) -> pd.DataFrame:
+    """Cumulative realized P&L per day for each token, strategy or user_id (equity_curve() of
+    each key's daily_realized_pnl(), from 0): one MONEY_TOTAL column per key that has realized
+    positions in [since, until) (sorted; a missing key is a column named <NA>), every day.
+    """
+    if by not in BREAKDOWNS:
+        raise ValueError(f"by must be one of {BREAKDOWNS}, got {by!r}")
+    require_columns(positions, (by,), "positions")
+    closed = realized_positions(positions, since, until)
+    days = day_index(since, until)
+    columns = {}
+    for key, group in closed.groupby(by, dropna=False, observed=True, sort=True):
+        columns[key] = equity_curve(daily_realized_pnl(group, since, until)).rename(key)
+    frame = pd.DataFrame(columns, index=days)
+    frame.columns.name = by
+    return frame
 
 
 # Trades ------------------------------------------------------------------------------------
@@ -290,8 +500,7 @@ def trade_stats(positions: pd.DataFrame, *, since: object = None, until: object 
         profit_factor=ratio(gross_profit, -gross_loss),
         average_win=average_win,
         average_loss=average_loss,
-        payoff_ratio=None if average_win is None or average_loss is None
-        else ratio(average_win, -average_loss),
+        payoff_ratio=payoff_ratio(gross_profit, len(win_values), gross_loss, len(loss_values)),
         expectancy=money_mean(pnls),
         largest_win=quantize(max(win_values)) if win_values else None,
         largest_loss=quantize(min(loss_values)) if loss_values else None,
@@ -304,6 +513,16 @@ def trade_stats(positions: pd.DataFrame, *, since: object = None, until: object 
         mean_holding_seconds_losses=losers.mean,
         median_holding_seconds_losses=losers.median,
     )
+
+
+def payoff_ratio(gross_profit: Decimal, wins: int, gross_loss: Decimal, losses: int) -> float | None:
+    """average win / |average loss| = (gross_profit / wins) / (|gross_loss| / losses), from the
+    exact sums (not from averages rounded to 8 places); None without wins or losses."""
+    if not wins or not losses:
+        return None
+    with localcontext() as ctx:
+        ctx.prec = PRECISION
+        return ratio(gross_profit * losses, -gross_loss * wins)
 
 
 def win_rate(wins: int, closed: int) -> float | None:
@@ -350,7 +569,7 @@ def triggered_exits(positions: pd.DataFrame) -> pd.DataFrame:
     """Open positions whose exit level is crossed, with `trigger` = stop_loss / take_profit / both.
 
     stop_loss: stop_loss set and current_price <= stop_loss; take_profit: take_profit set and
-    current_price >= take_profit (DESIGN.md should_stop_loss / should_take_profit).
+    current_price >= take_profit (docs/conventions.md, "Triggered exits").
     """
     require_columns(positions, ("current_price", "stop_loss", "take_profit"), "positions")
     still_open = unrealized_positions(positions)
@@ -369,15 +588,21 @@ def triggered_exits(positions: pd.DataFrame) -> pd.DataFrame:
 # FIFO ledger -------------------------------------------------------------------------------
 
 
-def fifo_realized_pnl(orders: pd.DataFrame) -> FifoResult:
-    """Realized P&L per (user_id, token) from executed orders, FIFO (DESIGN.md).
+def fifo_realized_pnl(orders: pd.DataFrame, *, since: object = None) -> FifoResult:
+    """Realized P&L per (user_id, token) from executed orders, FIFO (docs/conventions.md).
 
     Executed orders in executed_at order (order_id breaks ties). A buy adds a lot (tokens =
     amount_out, cost = amount_in); a sell consumes lots oldest first and realizes amount_out -
     cost of the tokens consumed, pro rata within a lot. A sell larger than the holdings realizes
     only its covered part (proceeds pro rata) and is listed in `problems`, never hidden.
+
+    since: realized_pnl counts only the sells executed at or after since (lots bought before
+    still feed FIFO) and `problems` only the orders executed then; buys, sells and the open lots
+    are the whole ledger's. The window's P&L is summed once and rounded once, not taken as the
+    difference of two rounded ledgers (which can be 1e-8 off).
     """
     require_columns(orders, _ORDER_COLUMNS, "orders")
+    since = optional_timestamp(since, "since")
     executed = orders[equals(orders["status"], "executed")]
     executed = executed.sort_values(["executed_at", "order_id"], kind="mergesort", na_position="last")
     books: dict[tuple[str, str], _Book] = {}
@@ -386,8 +611,9 @@ def fifo_realized_pnl(orders: pd.DataFrame) -> FifoResult:
         ctx.prec = PRECISION
         for row in executed[list(_ORDER_COLUMNS)].itertuples(index=False):
             book = books.setdefault((row.user_id, row.token), _Book())
-            problem = book.apply(row)
-            if problem is not None:
+            counted = since is None or (not pd.isna(row.executed_at) and row.executed_at >= since)
+            problem = book.apply(row, counted)
+            if problem is not None and counted:
                 problems.append(problem)
     keys = sorted(books)
     realized = pd.DataFrame({
@@ -436,21 +662,28 @@ def reconcile_fifo_with_positions(fifo: FifoResult, positions: pd.DataFrame, *,
 
 
 def pnl_summary(positions: pd.DataFrame, *, since: object, until: object,
-                starting_capital: object = None) -> dict[str, object]:
-    """Headline P&L figures for [since, until): money as Decimal, ratios as float, absent None.
+                starting_capital: object = None, daily: pd.Series | None = None) -> dict[str, object]:
+    """Headline P&L figures for [since, until): money as Decimal, percentages x 100 (_pct),
+    ratios as float, counts as int, absent None (docs/conventions.md).
 
     realized_pnl / closed_positions: closed + liquidated with closed_at in the window;
     unrealized_pnl / open_positions: still open, opened before until; total = realized +
-    unrealized; win_rate, profit_factor, expectancy: trade_stats(); max_drawdown(_pct):
-    drawdown() of the daily series; sharpe, sortino: of the daily series (365 periods);
-    best_day / worst_day: largest / smallest daily realized P&L.
+    unrealized; win_rate, profit_factor, expectancy: trade_stats(). From the daily series
+    (`daily`, e.g. summed in the database; daily_realized_pnl() of positions when None):
+    max_drawdown(_pct): drawdown(); return_pct, cagr_pct, volatility, volatility_pct, sharpe,
+    sortino, calmar: their functions (365 periods; the ratios need MIN_DAYS_FOR_RATIOS days);
+    best_day / worst_day, best_month / worst_month: largest / smallest daily and calendar-month
+    realized P&L (edge months hold only the window's days).
     """
-    daily = daily_realized_pnl(positions, since, until)
+    if daily is None:
+        daily = daily_realized_pnl(positions, since, until)
     stats = trade_stats(positions, since=since, until=until)
     still_open = unrealized_positions(positions, until)
     unrealized = money_sum(still_open["pnl"])
     falls = drawdown(daily, starting_capital)
     day_values = decimals(daily, "daily")
+    month_values = decimals(pnl_by_period(daily, "M"), "monthly")
+    annual = cagr_pct(daily, starting_capital)
     return {
         "realized_pnl": stats.realized_pnl,
         "unrealized_pnl": unrealized,
@@ -462,11 +695,45 @@ def pnl_summary(positions: pd.DataFrame, *, since: object, until: object,
         "expectancy": stats.expectancy,
         "max_drawdown": falls.max_drawdown,
         "max_drawdown_pct": falls.max_drawdown_pct,
+        "return_pct": return_pct(daily, starting_capital),
+        "cagr_pct": annual,
+        "volatility": volatility(daily),
+        "volatility_pct": None if starting_capital is None else volatility_pct(daily, starting_capital),
         "sharpe": sharpe(daily),
         "sortino": sortino(daily),
+        "calmar": calmar(annual, falls.max_drawdown_pct),
         "best_day": quantize(max(day_values)) if day_values else None,
         "worst_day": quantize(min(day_values)) if day_values else None,
+        "best_month": quantize(max(month_values)) if month_values else None,
+        "worst_month": quantize(min(month_values)) if month_values else None,
     }
+
+
+def ratio_notes(daily: pd.Series, starting_capital: object = None) -> list[str]:
+    """Why pnl_summary()'s ratios are None for this daily series, one sentence each (for a
+    report's notes); empty when every ratio exists."""
+    notes = []
+    days = len(daily)
+    if days < MIN_DAYS_FOR_RATIOS:
+        notes.append(f"Sharpe, Sortino, volatility, CAGR and Calmar need at least {MIN_DAYS_FOR_RATIOS} "
+                     f"daily observations; this window has {days}, so they are None (annualising a "
+                     "few days is noise).")
+    else:
+        if sharpe(daily) is None:
+            notes.append("Sharpe is None: every day of the window has the same realized P&L.")
+        if sortino(daily) is None:
+            notes.append("Sortino is None: no day of the window has a loss (no downside deviation).")
+    if starting_capital is None:
+        notes.append("return_pct, cagr_pct, volatility_pct, calmar and the underwater % need "
+                     "starting_capital; without it they are None and drawdowns are in USD.")
+    elif days >= MIN_DAYS_FOR_RATIOS:
+        if cagr_pct(daily, starting_capital) is None:
+            notes.append("cagr_pct and calmar are None: the ending equity is <= 0.")
+        elif drawdown(daily, starting_capital).max_drawdown_pct == 0:
+            notes.append("calmar is None: the equity never fell below its running peak.")
+        if volatility_pct(daily, starting_capital) is None:
+            notes.append("volatility_pct is None: a day starts with equity <= 0 (no return on it).")
+    return notes
 
 
 # Helpers -----------------------------------------------------------------------------------
@@ -501,7 +768,8 @@ class _Book:
         self.buys = 0
         self.sells = 0
 
-    def apply(self, row: object) -> dict[str, object] | None:
+    def apply(self, row: object, counted: bool = True) -> dict[str, object] | None:
+        """Apply one executed order; a sell's P&L goes to `realized` only when `counted`."""
         if pd.isna(row.executed_at) or pd.isna(row.amount_out) or pd.isna(row.amount_in):
             return _problem(row, "missing_execution_data")
         amount_in, amount_out = to_decimal(row.amount_in), to_decimal(row.amount_out)
@@ -526,11 +794,13 @@ class _Book:
             if lot[0] == 0:
                 self.lots.popleft()
         if remaining == 0:
-            self.realized += amount_out - cost
+            if counted:
+                self.realized += amount_out - cost
             return None
         matched = amount_in - remaining
         proceeds = amount_out * matched / amount_in
-        self.realized += proceeds - cost
+        if counted:
+            self.realized += proceeds - cost
         return _problem(row, "oversold", tokens_sold=amount_in, tokens_held=matched,
                         tokens_unmatched=remaining, proceeds_unmatched=amount_out - proceeds)
 

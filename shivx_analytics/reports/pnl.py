@@ -1,7 +1,7 @@
 """The P&L report: realized and unrealized P&L, equity and drawdown, trade statistics,
 breakdowns, triggered exits and the FIFO reconciliation of the order ledger.
 
-Conventions (DESIGN.md "P&L conventions"): realized P&L is the pnl of closed and liquidated
+Conventions (docs/conventions.md): realized P&L is the pnl of closed and liquidated
 positions with closed_at in [since, until), on the UTC day of closed_at; unrealized P&L is the
 pnl of positions still open, opened before until, marked at current_price. as_of defaults to
 now (UTC), until to the day after as_of, since to the UTC day of the first opened_at.
@@ -18,7 +18,7 @@ import pandas as pd
 from shivx_analytics import aggregates, metrics, plots
 from shivx_analytics.frames import load_orders, load_positions
 from shivx_analytics.metrics._common import (
-    DAY, MONEY_TOTAL, ZERO, in_window, money_sum, optional_timestamp, to_decimal,
+    DAY, in_window, optional_timestamp, to_decimal,
 )
 
 from ._common import (
@@ -34,11 +34,16 @@ NOTES = [
     "drawdown = equity - running peak (USD), max_drawdown_pct = min(equity / peak - 1) x 100. "
     "Sharpe = mean / std (ddof=1) x sqrt(365) and Sortino = mean / sqrt(mean(min(x, 0)^2)) x "
     "sqrt(365) of the daily realized P&L series, zero days included.",
+    "Tearsheet: volatility = std (ddof=1) of daily realized P&L x sqrt(365) (USD), volatility_pct "
+    "the same of daily returns on the previous day's equity (%); return_pct = realized P&L / "
+    "starting_capital; cagr_pct = (ending / starting equity)^(365 / days) - 1; calmar = cagr_pct / "
+    "|max_drawdown_pct|; rolling figures over the trailing 30 days. Ratios need at least "
+    f"{metrics.MIN_DAYS_FOR_RATIOS} daily observations (docs/conventions.md).",
     "win_rate = wins / closed positions (break-even trades stay in the denominator); "
     "profit_factor = gross profit / |gross loss| (empty without losses); expectancy = mean "
     "realized P&L per closed position.",
     "FIFO reconciliation per user and token: realized P&L of executed orders in [since, until) "
-    "(FIFO lots over the whole ledger: the ledger through until minus the ledger through since) "
+    "(FIFO lots over the whole ledger; the P&L of the sells executed in the window, summed once) "
     "against the realized P&L of the positions closed in the window. A difference comes from "
     "fills whose amounts differ from the positions' prices. fifo_ledger is the ledger through "
     "until (cumulative realized P&L and the lots still open).",
@@ -52,9 +57,10 @@ LEDGER_COLUMNS = ["order_id", "user_id", "token", "action", "status", "amount_in
 def pnl_report(source: Any = None, *, since: object = None, until: object = None, as_of: object = None,
                starting_capital: object = None, pushdown: bool | None = None,
                use_views: bool | None = None) -> Report:
-    """P&L of positions over [since, until) (DESIGN.md "P&L conventions"): summary, daily,
+    """P&L of positions over [since, until) (docs/conventions.md): summary, daily,
     weekly and monthly series, breakdowns by token, strategy and user, trade statistics,
-    triggered exits, FIFO reconciliation, and the figures that go with them."""
+    triggered exits, FIFO reconciliation, the tearsheet (monthly heatmap, rolling 30-day Sharpe
+    and volatility, underwater, worst drawdown periods, equity by strategy) and their figures."""
     as_of_ts = resolve_as_of(as_of)
     capital = _starting_capital(starting_capital)
     since_arg = optional_timestamp(since, "since")
@@ -88,12 +94,14 @@ def pnl_report(source: Any = None, *, since: object = None, until: object = None
     falls = metrics.drawdown(daily, capital)
     equity = metrics.equity_curve(daily, capital)
     exits = metrics.triggered_exits(positions)
-    ledger = metrics.fifo_realized_pnl(orders[in_window(orders["executed_at"], None, until_ts)])
-    fifo = _fifo_in_window(orders, ledger, since_ts, until_ts)
+    through_until = orders[in_window(orders["executed_at"], None, until_ts)]
+    ledger = metrics.fifo_realized_pnl(through_until)
+    fifo = metrics.fifo_realized_pnl(through_until, since=since_ts)  # the window's sells, rounded once
     reconciliation = metrics.reconcile_fifo_with_positions(
         fifo, metrics.realized_positions(positions, since_ts, until_ts))
 
-    summary = metrics.pnl_summary(positions, since=since_ts, until=until_ts, starting_capital=capital)
+    summary = metrics.pnl_summary(positions, since=since_ts, until=until_ts, starting_capital=capital,
+                                  daily=daily)
     summary.update({
         "wins": stats.wins,
         "losses": stats.losses,
@@ -111,6 +119,8 @@ def pnl_report(source: Any = None, *, since: object = None, until: object = None
 
     by_token = metrics.pnl_by(positions, "token", since=since_ts, until=until_ts)
     by_strategy = metrics.pnl_by(positions, "strategy", since=since_ts, until=until_ts)
+    monthly_grid = metrics.monthly_heatmap(daily)
+    rolling = metrics.rolling_ratios(daily)
     daily_table = pd.DataFrame({"realized_pnl": daily, "equity": equity, "drawdown": falls.drawdown},
                                index=daily.index)
     if falls.drawdown_pct is not None:
@@ -119,6 +129,9 @@ def pnl_report(source: Any = None, *, since: object = None, until: object = None
         "daily": daily_table,
         "weekly": metrics.pnl_by_period(daily, "W").to_frame(),
         "monthly": metrics.pnl_by_period(daily, "M").to_frame(),
+        "monthly_heatmap": monthly_grid,
+        "rolling": rolling,
+        "drawdown_periods": metrics.drawdown_periods(daily, capital),
         "by_token": by_token,
         "by_strategy": by_strategy,
         "by_user": metrics.pnl_by(positions, "user_id", since=since_ts, until=until_ts),
@@ -138,9 +151,17 @@ def pnl_report(source: Any = None, *, since: object = None, until: object = None
         "pnl_distribution": plots.histogram(
             closed["pnl"], title="Distribution of realized P&L per closed position",
             xlabel="Realized P&L per position (USD)", marker=0.0, marker_label="break-even"),
+        "monthly_pnl_heatmap": plots.heatmap(
+            monthly_grid, title="Realized P&L by month (UTC; edge months partial)", xlabel="Month",
+            ylabel="Year", colorbar_label="Realized P&L (USD)", signed=True, usd=True),
+        "rolling_sharpe_volatility": plots.rolling_sharpe_volatility(
+            rolling, window_days=metrics.ROLLING_DAYS),
+        "underwater": _underwater_figure(falls, capital),
+        "equity_by_strategy": _equity_by_figure(
+            metrics.cumulative_pnl_by(positions, "strategy", since=since_ts, until=until_ts), "strategy"),
     }
 
-    notes = list(NOTES)
+    notes = list(NOTES) + metrics.ratio_notes(daily, capital)
     if len(fifo.problems):
         notes.append(f"The order ledger has {len(fifo.problems)} problem order(s) (see "
                      "fifo_problems): e.g. a sell larger than the holdings.")
@@ -158,20 +179,6 @@ def _starting_capital(value: object) -> Decimal | None:
     if capital <= 0:
         raise ValueError(f"starting_capital must be > 0 USD (or None for P&L from 0), got {value!r}")
     return capital
-
-
-def _fifo_in_window(orders: pd.DataFrame, ledger: metrics.FifoResult, since: pd.Timestamp,
-                    until: pd.Timestamp) -> metrics.FifoResult:
-    """FIFO realized P&L of [since, until): the ledger through until minus the ledger through
-    since, per (user_id, token); the problems of orders executed in the window."""
-    before = metrics.fifo_realized_pnl(orders[in_window(orders["executed_at"], None, since)])
-    earlier = {(r.user_id, r.token): r.realized_pnl for r in before.realized.itertuples(index=False)}
-    realized = ledger.realized[["user_id", "token"]].copy()
-    realized["realized_pnl"] = pd.Series(
-        [money_sum([r.realized_pnl, -earlier.get((r.user_id, r.token), ZERO)])
-         for r in ledger.realized.itertuples(index=False)], index=realized.index, dtype=MONEY_TOTAL)
-    problems = ledger.problems[in_window(ledger.problems["executed_at"], since, until)]
-    return metrics.FifoResult(realized=realized, problems=problems.reset_index(drop=True))
 
 
 def _trade_stats_table(stats: metrics.TradeStats) -> pd.DataFrame:
@@ -199,6 +206,20 @@ def _equity_figure(equity: pd.Series, falls: metrics.Drawdown, capital: Decimal 
     return plots.equity_and_drawdown(
         equity, falls.drawdown_pct, drawdown_unit="%",
         title=f"Equity (starting capital {capital:,.2f} USD + realized P&L) and drawdown")
+
+
+def _underwater_figure(falls: metrics.Drawdown, capital: Decimal | None):
+    if capital is None:
+        return plots.underwater(falls.drawdown, unit="USD",
+                                title="Underwater: drawdown in USD (no starting capital given, so no %)")
+    return plots.underwater(falls.drawdown_pct, unit="%",
+                            title="Underwater: equity / running peak - 1 (%)")
+
+
+def _equity_by_figure(curves: pd.DataFrame, key: str):
+    labelled = curves.set_axis(label_missing(curves.columns), axis="columns")
+    return plots.daily_lines(labelled, title=f"Cumulative realized P&L by {key}",
+                             ylabel="Cumulative realized P&L (USD)", usd=True)
 
 
 def _by_figure(table: pd.DataFrame, key: str):
