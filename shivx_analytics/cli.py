@@ -1,13 +1,23 @@
 """`shivx-analytics`: headless, cron-friendly entry point.
 
-Exit codes: 0 success; 2 bad arguments; 3 database unreachable; 4 the work itself failed.
-Errors go to stderr, database URLs always with the password masked; no prompts.
+Exit codes (EXIT_CODES, shown in --help): 0 success; 2 bad arguments; 3 database unavailable, not
+found or timed out; 4 bad stored data or failed work. exit_for() is the one place that maps an
+exception to its code. Errors go to stderr, database URLs always with the password masked, each
+saying what to do; no prompts. A command that only reads never creates the database it was asked
+to read.
+
+Imports are light at module level (--help answers in a fraction of a second): the database layer
+loads on first use and the heavy modules inside the commands.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib
 import json
+import logging
 import os
+import re
 import sys
 from enum import IntEnum
 from pathlib import Path
@@ -15,20 +25,54 @@ from typing import Annotated, Optional
 
 import typer
 
-from shivx_analytics import db
+from shivx_analytics import __version__
 
 EXIT_OK = 0
 
 
 class Exit(IntEnum):
     BAD_ARGUMENTS = 2
-    DATABASE_UNREACHABLE = 3
-    FAILED = 4
+    DATABASE_UNREACHABLE = 3  # unavailable, not found, connection lost or timed out
+    FAILED = 4  # bad stored data, or the work itself failed
 
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="ShivX analytics: migrations, demo data, reports and notebooks, headless.")
-db_app = typer.Typer(no_args_is_help=True, help="Database migrations and checks.")
+EXIT_CODES = ("Exit codes: 0 ok; 2 bad arguments; 3 database unavailable, not found or timed out; "
+              "4 bad stored data or failed work. Errors go to stderr and say what to do.")
+
+
+class _LazyModule:
+    """A module imported on first attribute access: ``db.resolve_url(...)`` reads as before, but
+    --help and argument errors never pay for SQLAlchemy and the settings."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attribute: str):
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+db = _LazyModule("shivx_analytics.db")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"shivx-analytics {__version__}")
+        raise typer.Exit()
+
+
+# rich_markup_mode=None: click's plain help, without importing rich's markdown (half of --help's time)
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, epilog=EXIT_CODES,
+                  rich_markup_mode=None, help="ShivX analytics: migrations, demo data, reports and notebooks, headless.")
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                                   help="Print the version and exit")] = False) -> None:
+    """ShivX analytics: migrations, demo data, reports and notebooks, headless."""
+
+
+db_app = typer.Typer(no_args_is_help=True, help="Database migrations and checks.", epilog=EXIT_CODES,
+                     rich_markup_mode=None)
 app.add_typer(db_app, name="db")
 
 UrlOption = Annotated[Optional[str], typer.Option("--url", help="Database URL (default: SHIVX_DATABASE_URL, else ./shivx_demo.db)",
@@ -46,22 +90,72 @@ def fail(message: str, code: Exit) -> typer.Exit:
 
 
 def run_guarded(work):
-    """Run ``work()``, mapping an unreachable database and other failures to exit codes."""
+    """Run ``work()``; an exception becomes its exit code and message (exit_for)."""
     try:
         return work()
     except typer.Exit:
         raise
-    except db.DatabaseUnavailable as exc:
-        raise fail(str(exc), Exit.DATABASE_UNREACHABLE) from None
-    except ValueError as exc:
-        raise fail(str(exc), Exit.BAD_ARGUMENTS) from None
     except Exception as exc:  # the work failed: say what, never with a secret in it
-        if db.is_connection_lost(exc):
-            raise fail(f"database unreachable or connection lost: {_first_line(exc)}",
-                       Exit.DATABASE_UNREACHABLE) from None
-        if isinstance(exc, OSError):  # writing the output failed: unwritable, disk full, file too large
-            raise fail(f"cannot write {exc.filename or 'the output'}: {exc.strerror or exc}", Exit.FAILED) from None
-        raise fail(f"{type(exc).__name__}: {_first_line(exc)}", Exit.FAILED) from None
+        code, message = exit_for(exc)
+        raise fail(message, code) from None
+
+
+RETRY = "check the server and retry"
+
+
+def exit_for(exc: BaseException) -> tuple[Exit, str]:
+    """The exit code and the message for a shell user, of an exception a command's work raised.
+
+    The one mapping (the --help epilog lists the codes): the database unavailable, lost or too slow
+    -> 3; stored data that cannot be represented, a failed cell, a failed write or anything
+    unexpected -> 4; a value the command was given that the work refuses (ValueError) -> 2.
+    """
+    code, message = _classify(exc)
+    return code, _scrub(message)
+
+
+def _classify(exc: BaseException) -> tuple[Exit, str]:
+    from shivx_analytics import _arrow, frames, notebook_runner
+    from shivx_analytics.models.enums import InvalidTransition
+
+    if isinstance(exc, db.DatabaseUnavailable):
+        return Exit.DATABASE_UNREACHABLE, f"{exc}: {RETRY} (or pass another --url)"
+    if isinstance(exc, db.StatementTimeout):
+        return Exit.DATABASE_UNREACHABLE, str(exc)
+    if db.is_connection_lost(exc) or _is_cut_off_stream(exc):
+        return Exit.DATABASE_UNREACHABLE, f"database connection lost: {_reason(exc)[:200]}: {RETRY}"
+    if isinstance(exc, (_arrow.FrameDataError, InvalidTransition)):
+        return Exit.FAILED, (f"stored data cannot be used: {_first_line(exc)}; correct the stored rows "
+                             "(the loaders never alter a value)")
+    if isinstance(exc, frames.LoadError):
+        return Exit.FAILED, f"{_first_line(exc)}; check the schema is current with `shivx-analytics db check`"
+    if isinstance(exc, notebook_runner.NotebookFailed):
+        return Exit.FAILED, f"{_first_line(exc)}; fix the cell or its parameters and run again"
+    if isinstance(exc, OSError):  # writing the output failed: unwritable, disk full, file too large
+        return Exit.FAILED, (f"cannot write {exc.filename or 'the output'}: {exc.strerror or exc}; "
+                             "pass --out a place you can write to, with free space")
+    if isinstance(exc, ValueError):
+        return Exit.BAD_ARGUMENTS, _first_line(exc)
+    return Exit.FAILED, f"{type(exc).__name__}: {_first_line(exc)} (unexpected: please report it with the command line)"
+
+
+def _is_cut_off_stream(exc: BaseException) -> bool:
+    """Arrow reading DuckDB's PostgreSQL COPY when the server ends the session mid-stream raises a
+    bare OSError ("IO Error: Failed to fetch header for COPY: FATAL: terminating connection ...").
+    Errors of writing a file carry an errno (ENOSPC, EFBIG, EACCES); these carry none."""
+    text = str(exc).lower()
+    return isinstance(exc, OSError) and exc.errno is None and ("connection" in text or "copy" in text)
+
+
+def _scrub(message: str) -> str:
+    """No password in a message, even in a URL or a libpq keyword a driver echoed."""
+    message = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", message)
+    return re.sub(r"(password\s*=\s*)\S+", r"\1***", message, flags=re.IGNORECASE)
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's first line (not SQLAlchemy's wrapper with its class name and SQL)."""
+    return _first_line(getattr(exc, "orig", None) or exc)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -71,17 +165,46 @@ def _first_line(exc: BaseException) -> str:
 
 def _read_url(context: typer.Context, url: Optional[str]) -> str:
     """The database a reading command reads: --url when given on the command line, else the
-    analytics database (SHIVX_ANALYTICS_DATABASE_URL), else SHIVX_DATABASE_URL (db.analytics_url)."""
+    analytics database (SHIVX_ANALYTICS_DATABASE_URL), else SHIVX_DATABASE_URL (db.analytics_url).
+    It must exist: reading never creates a database (_existing_database)."""
     source = context.get_parameter_source("url")  # an enum of the click that typer bundles
     if getattr(source, "name", None) == "COMMANDLINE":
-        return db.analytics_url(url)
-    return db.analytics_url(primary=url)
+        return _existing_database(db.analytics_url(url))
+    return _existing_database(db.analytics_url(primary=url))
+
+
+def _database_url(url: Optional[str]) -> str:
+    """--url (else SHIVX_DATABASE_URL, else the local file), refused with exit 2 unless it is a
+    postgresql:// or sqlite:// URL."""
+    from sqlalchemy.exc import ArgumentError
+
+    target = run_guarded(lambda: db.resolve_url(url))
+    try:
+        db.normalize_url(target)
+    except (ValueError, ArgumentError) as exc:  # ValueError: a URL of another database (mysql://)
+        shown = re.sub(r":[^:@/]*@", ":***@", target)  # never echo a password, even of a malformed URL
+        reason = (str(exc).partition(":")[0] if isinstance(exc, ValueError)
+                  else f"{shown!r} is not a database URL")
+        raise fail(f"{reason}: pass --url (or set SHIVX_DATABASE_URL) as postgresql://USER@HOST:5432/NAME or "
+                   "sqlite:///PATH/TO/FILE.db", Exit.BAD_ARGUMENTS) from None
+    return target
+
+
+def _existing_database(url: Optional[str]) -> str:
+    """The URL of a database that exists: a SQLite file that is not there exits 3 and is not
+    created (nor its -wal/-shm). A server's database is checked by connecting."""
+    target = _database_url(url)
+    path = db.database_path(target)
+    if path is not None and not path.exists():
+        raise fail(f"no database at {path}: run `shivx-analytics demo`, pass --url or set SHIVX_DATABASE_URL",
+                   Exit.DATABASE_UNREACHABLE)
+    return target
 
 
 @db_app.command("upgrade")
 def db_upgrade(url: UrlOption = None, revision: str = typer.Argument("head", help="Target revision")):
     """Migrate the database up to REVISION (default head)."""
-    target = db.resolve_url(url)
+    target = _database_url(url)
     run_guarded(lambda: (db.health_check(target), db.migrate(target, revision)))
     typer.echo(f"{db.mask_url(target)}: at {db.current_revision(target)}")
 
@@ -89,7 +212,7 @@ def db_upgrade(url: UrlOption = None, revision: str = typer.Argument("head", hel
 @db_app.command("downgrade")
 def db_downgrade(url: UrlOption = None, revision: str = typer.Argument("-1", help="Target revision (base = empty)")):
     """Migrate the database down to REVISION (default one step)."""
-    target = db.resolve_url(url)
+    target = _existing_database(url)
     run_guarded(lambda: (db.health_check(target), db.downgrade(target, revision)))
     typer.echo(f"{db.mask_url(target)}: at {db.current_revision(target) or 'base'}")
 
@@ -97,7 +220,7 @@ def db_downgrade(url: UrlOption = None, revision: str = typer.Argument("-1", hel
 @db_app.command("current")
 def db_current(url: UrlOption = None):
     """Print the database's revision (or 'base' when empty)."""
-    target = db.resolve_url(url)
+    target = _existing_database(url)
     revision = run_guarded(lambda: db.current_revision(target))
     typer.echo(revision or "base")
 
@@ -105,7 +228,7 @@ def db_current(url: UrlOption = None):
 @db_app.command("check")
 def db_check(url: UrlOption = None):
     """Exit 0 if the database is at head and matches the models; 4 otherwise."""
-    target = db.resolve_url(url)
+    target = _existing_database(url)
     problems = run_guarded(lambda: db.schema_problems(target))
     if problems:
         for problem in problems:
@@ -132,7 +255,7 @@ def db_grant(
             raise fail(f"environment variable {variable} is not set", Exit.BAD_ARGUMENTS)
         return os.environ[variable]
 
-    target = db.resolve_url(url)
+    target = _existing_database(url)
     names = RoleNames(app=app_role, analytics=analytics_role)
     statements = run_guarded(lambda: grant_roles(target, names, app_password=password(app_password_env),
                                                  analytics_password=password(analytics_password_env)))
@@ -151,7 +274,7 @@ def db_partitions(
     Prints every partition with its range and estimated rows."""
     from shivx_analytics import partitions
 
-    target = db.resolve_url(url)
+    target = _existing_database(url)
 
     def work():
         db.health_check(target)
@@ -191,7 +314,7 @@ def db_refresh_views(
     """PostgreSQL: refresh the materialized views the reports read with --views."""
     from shivx_analytics.aggregates import refresh_views
 
-    target = db.resolve_url(url)
+    target = _existing_database(url)
     seconds = run_guarded(lambda: (db.health_check(target), refresh_views(target, concurrently=concurrently))[1])
     for name, took in seconds.items():
         typer.echo(f"{name}\trefreshed in {took:.2f} s")
@@ -200,7 +323,8 @@ def db_refresh_views(
 @app.command("health")
 def health(url: UrlOption = None, as_json: bool = typer.Option(False, "--json", help="Print JSON")):
     """Connect and report backend, server version and latency."""
-    status = run_guarded(lambda: db.health_check(db.resolve_url(url)))
+    target = _existing_database(url)
+    status = run_guarded(lambda: db.health_check(target))
     if as_json:
         typer.echo(json.dumps(status.as_dict(), sort_keys=True))
     else:
@@ -215,21 +339,34 @@ def _progress_enabled(flag: bool) -> bool:
     return flag or sys.stderr.isatty()
 
 
+# The instants the commands accept: seeding and the reports reach months around the instants given
+# (history, key expiries, look-back windows), and pandas' nanosecond timestamps end in 2262.
+EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc)
+LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.timezone.utc)  # exclusive
+ISO_FORMS = "an ISO 8601 date or datetime such as 2025-10-28, 2025-10-28T12:00:00Z or 2025-10-28T14:00:00+02:00"
+
+
 def _parse_when(value: Optional[str], name: str):
-    """ISO date/datetime text -> aware UTC datetime (naive means UTC); None stays None."""
+    """ISO 8601 date/datetime text -> aware UTC datetime (naive means UTC); None stays None.
+
+    ISO only: "03/11/2026" is refused, never read month-first (or day-first).
+    """
     if value is None:
         return None
-    import pandas as pd
-
+    option = name if name.startswith("-") else f"--{name.replace('_', '-')}"
     try:
-        stamp = pd.Timestamp(value)
-        if pd.isna(stamp):  # "NaT", "nan": no instant at all
-            raise ValueError(value)
-        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-        return stamp.to_pydatetime()  # years outside 1..9999 (e.g. "-1") fail here
-    except (ValueError, TypeError, OverflowError):
-        raise fail(f"--{name.replace('_', '-')} {value!r} is not an ISO date or datetime in the years 1-9999 "
-                   "UTC (e.g. 2025-10-28 or 2025-10-28T12:00:00Z)", Exit.BAD_ARGUMENTS) from None
+        stamp = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise fail(f"{option} {value!r} is not {ISO_FORMS} (UTC when no offset is given)",
+                   Exit.BAD_ARGUMENTS) from None
+    try:
+        stamp = stamp.replace(tzinfo=dt.timezone.utc) if stamp.tzinfo is None else stamp.astimezone(dt.timezone.utc)
+    except OverflowError:  # 0001-01-01T00:00-01:00 is before year 1 in UTC
+        stamp = None
+    if stamp is None or not EARLIEST <= stamp < LATEST:
+        raise fail(f"{option} {value!r} is outside the supported range: give an instant from "
+                   f"{EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d} UTC", Exit.BAD_ARGUMENTS)
+    return stamp
 
 
 @app.command("seed")
@@ -243,7 +380,7 @@ def seed(
     """Migrate the database if needed and fill it with the deterministic demo dataset."""
     from shivx_analytics.demo import generate_demo_data, parse_scale
 
-    target = db.resolve_url(url)
+    target = _database_url(url)
     try:
         parsed_scale = parse_scale(scale)
     except ValueError as exc:
@@ -301,8 +438,6 @@ def demo(
     progress: bool = typer.Option(False, "--progress", help="Show progress bars even when not on a terminal"),
 ):
     """The main job: SQLite file, migrate, seed once, write every report (HTML, JSON, CSV)."""
-    import datetime as dt
-
     from shivx_analytics.demo import generate_demo_data, is_seeded
 
     when = _parse_when(as_of, "as_of") or dt.datetime.now(dt.timezone.utc).replace(
@@ -353,7 +488,8 @@ def _decimal_option(value: Optional[str], name: str):
     try:
         return to_money(value)
     except ValueError as exc:
-        raise fail(f"--{name.replace('_', '-')}: {exc}", Exit.BAD_ARGUMENTS) from None
+        option = name if name.startswith("-") else f"--{name.replace('_', '-')}"
+        raise fail(f"{option}: {exc}", Exit.BAD_ARGUMENTS) from None
 
 
 VIEW_REPORTS = ("pnl", "api-usage")  # the reports that can read the materialized views
@@ -431,7 +567,8 @@ def _print_summaries(summaries: dict) -> None:
             typer.echo(f"  {key:<{width}}  {_display(value)}")
 
 
-notebook_app = typer.Typer(no_args_is_help=True, help="Execute notebooks headless.")
+notebook_app = typer.Typer(no_args_is_help=True, help="Execute notebooks headless.", epilog=EXIT_CODES,
+                           rich_markup_mode=None)
 app.add_typer(notebook_app, name="notebook")
 
 
@@ -454,25 +591,76 @@ def notebook_run(
     try:
         parameters = parse_parameters(parameter)
     except ValueError as exc:
-        raise fail(str(exc), Exit.BAD_ARGUMENTS) from None
+        raise fail(f"{exc}: pass -p NAME=VALUE", Exit.BAD_ARGUMENTS) from None
     if not notebook.is_file():
         raise fail(f"notebook {str(notebook)!r} does not exist", Exit.BAD_ARGUMENTS)
+    defined = _notebook_parameters(notebook)
+    _check_notebook_parameters(notebook, parameters, defined)
     read = _read_url(context, url)
     if url:
         os.environ["SHIVX_DATABASE_URL"] = url
-    if url or read != db.resolve_url(url):  # else the notebook's own default database
-        parameters.setdefault("database_url", read)
+    if "database_url" in defined:  # the database checked above, not the notebook's own default
+        parameters.setdefault("database_url", _absolute(read))
     target = run_guarded(lambda: run_notebook(notebook, parameters, out))
     typer.echo(str(target))
 
 
+# Notebook parameters that are instants or amounts, checked before the kernel starts.
+INSTANT_PARAMETERS = ("as_of", "since", "until")
+
+
+def _notebook_parameters(notebook: Path) -> list[str]:
+    """The names the notebook's cell tagged ``parameters`` defines (papermill reads them)."""
+    import papermill
+
+    try:
+        return list(papermill.inspect_notebook(str(notebook)))
+    except Exception as exc:  # not JSON, not a notebook
+        raise fail(f"cannot read notebook {str(notebook)!r}: {_first_line(exc)}; pass a .ipynb file",
+                   Exit.BAD_ARGUMENTS) from None
+
+
+def _check_notebook_parameters(notebook: Path, parameters: dict, defined: list[str]) -> None:
+    """Every -p names a parameter of the notebook, and instants and amounts are well-formed (exit 2)."""
+    unknown = [name for name in parameters if name not in defined]
+    if unknown:
+        valid = ", ".join(defined) if defined else "none (it has no cell tagged 'parameters')"
+        raise fail(f"{notebook.name} has no parameter {', '.join(unknown)}: its parameters are {valid}",
+                   Exit.BAD_ARGUMENTS)
+    for name, value in parameters.items():
+        if name in INSTANT_PARAMETERS:
+            _parse_when(value, f"-p {name}")
+        elif name == "starting_capital":
+            capital = _decimal_option(value, "-p starting_capital")
+            if capital <= 0:
+                raise fail(f"-p starting_capital must be > 0 USD, got {value!r}", Exit.BAD_ARGUMENTS)
+
+
+def _absolute(url: str) -> str:
+    """A SQLite URL with an absolute path: the notebook runs in its own folder."""
+    path = db.database_path(url)
+    if path is None or path.is_absolute():
+        return url
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database=str(path.resolve())).render_as_string(hide_password=False)
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: an exception no command mapped still exits by exit_for, with a
+    message instead of a traceback."""
+    # psycopg logs "error ignored terminating <psycopg.Copy ...>" when a COPY's connection dies:
+    # the error line below already says so, for a shell user.
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
     try:
         app(standalone_mode=True)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:
+        code, message = exit_for(exc)
+        typer.echo(f"error: {message}", err=True)
+        sys.exit(int(code))
 
 
 if __name__ == "__main__":

@@ -972,7 +972,7 @@ class _DemoBuilder:
         self._position_orders(closed_idx, rng)
 
     def _position_orders(self, closed_idx: np.ndarray, rng: np.random.Generator) -> None:
-        n_buy, n_sell = self.n_positions, closed_idx.size
+        n_buy = self.n_positions
         pos = np.concatenate([np.arange(n_buy), closed_idx])
         sell = np.arange(pos.size) >= n_buy
         token = self.pos_token[pos]

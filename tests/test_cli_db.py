@@ -1,10 +1,12 @@
 """`shivx-analytics db ...` and `health`: exit codes, messages, masked passwords."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from shivx_analytics.db import current_revision, head_revision
 
@@ -12,13 +14,16 @@ CLI = [sys.executable, "-m", "shivx_analytics.cli"]
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    import os
-
     environment = {k: v for k, v in os.environ.items() if k != "SHIVX_DATABASE_URL"} | (env or {})
     return subprocess.run([*CLI, *args], capture_output=True, text=True, env=environment, timeout=120)
 
 
 def test_db_upgrade_current_check_and_downgrade(backend, fresh_url):
+    if backend == "sqlite":  # db current/check never create a file: an empty one is an empty database
+        path = make_url(fresh_url).database
+        assert run("db", "current", "--url", fresh_url).returncode == 3
+        assert not os.path.exists(path)
+        open(path, "wb").close()
     assert run("db", "current", "--url", fresh_url).stdout.strip() == "base"
     result = run("db", "check", "--url", fresh_url)
     assert result.returncode == 4 and "head is" in result.stderr

@@ -10,9 +10,8 @@ from pydantic import ValidationError
 from sqlmodel import Session, select
 
 from shivx_analytics.models import (
-    Position, PositionCreate, User, UserCreate, build_position, build_user,
+    Position, PositionCreate, User, UserCreate, build_position,
 )
-from shivx_analytics.security import hash_password
 from shivx_analytics.types import Money, UTCDateTime, money_fits, to_money
 
 EDGES = [Decimal("999999999999.99999999"), Decimal("0.00000001"), Decimal("123456789012.12345678"),

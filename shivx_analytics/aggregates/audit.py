@@ -42,7 +42,6 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from shivx_analytics.metrics._common import (
-    counts,
     day_index,
     duration,
     nullable_floats,
