@@ -457,56 +457,50 @@ def test_db_check_reports_a_tip_off_the_chain(backend, db_url):
 BAD_MONEY = ["0.123456789", "1abc", "1e5", "1234567890123", "", " 1", "--1", "1.2.3", ".5"]
 
 
-def _first_order(engine) -> uuid.UUID:
-    with Session(engine) as session:
-        return session.exec(sa.select(Order.order_id).limit(1)).scalar_one()
-
-
-@SQLITE_ONLY
-def test_sqlite_refuses_money_text_the_column_cannot_hold(backend, db_url):
+@pytest.fixture
+def demo_order(db_url):
+    """(engine, order_id): the demo dataset (small) on the owner's engine, and one of its orders."""
     sx.generate_demo_data(db_url, seed=0, scale=300, as_of="2025-10-28")
     engine = create_engine(db_url)
     try:
-        order_id = _first_order(engine)
-        with engine.connect() as connection:
-            before = connection.exec_driver_sql(f"SELECT price FROM orders WHERE order_id = '{order_id.hex}'").scalar()
-        for value in BAD_MONEY:
-            refused(engine, f"UPDATE orders SET price = '{value}' WHERE order_id = '{order_id.hex}'",
-                    match="orders.price: money must be decimal text that fits NUMERIC.20,8.")
-        refused(engine, "UPDATE orders SET slippage_actual = '1.23456'", match="orders.slippage_actual")
-        refused(engine, "UPDATE positions SET size = 1e-9", match="positions.size")
-        columns = [c["name"] for c in sa.inspect(engine).get_columns("orders")]
-        copied = ", ".join("'0.123456789'" if c == "amount_in" else f"'{uuid.uuid4().hex}'" if c == "order_id"
-                           else "NULL" if c == "transaction_signature" else c for c in columns)
-        refused(engine, f"INSERT INTO orders ({', '.join(columns)}) SELECT {copied} FROM orders LIMIT 1",
-                match="orders.amount_in")
-        with engine.begin() as connection:  # well-formed text is taken as it is
-            connection.exec_driver_sql(f"UPDATE orders SET price = '12.5' WHERE order_id = '{order_id.hex}'")
         with Session(engine) as session:
-            assert str(session.get(Order, order_id).price) == "12.5"
-        assert before is not None
+            yield engine, session.exec(sa.select(Order.order_id).limit(1)).scalar_one()
     finally:
         engine.dispose()
 
 
 @SQLITE_ONLY
-def test_sqlite_money_stored_before_the_checks_is_refused_on_reading_and_listed(backend, db_url):
-    sx.generate_demo_data(db_url, seed=0, scale=300, as_of="2025-10-28")
-    engine = create_engine(db_url)
-    try:
-        order_id = _first_order(engine)
-        with engine.begin() as connection:
-            for statement in triggers.drop_money_trigger_sql("sqlite"):
-                connection.exec_driver_sql(statement)
-            connection.exec_driver_sql(f"UPDATE orders SET price = '1abc' WHERE order_id = '{order_id.hex}'")
-            for statement in triggers.money_trigger_sql("sqlite"):
-                connection.exec_driver_sql(statement)
-        with Session(engine) as session, pytest.raises(ValueError, match="stored money value '1abc'"):
-            session.get(Order, order_id)
-        problems = _controls(engine)
-        assert f"orders.price of row {order_id.hex} holds '1abc': not a decimal that fits NUMERIC(20,8)" in problems
-    finally:
-        engine.dispose()
+def test_sqlite_refuses_money_text_the_column_cannot_hold(backend, demo_order):
+    engine, order_id = demo_order
+    for value in BAD_MONEY:
+        refused(engine, f"UPDATE orders SET price = '{value}' WHERE order_id = '{order_id.hex}'",
+                match="orders.price: money must be decimal text that fits NUMERIC.20,8.")
+    refused(engine, "UPDATE orders SET slippage_actual = '1.23456'", match="orders.slippage_actual")
+    refused(engine, "UPDATE positions SET size = 1e-9", match="positions.size")
+    columns = [c["name"] for c in sa.inspect(engine).get_columns("orders")]
+    copied = ", ".join("'0.123456789'" if c == "amount_in" else f"'{uuid.uuid4().hex}'" if c == "order_id"
+                       else "NULL" if c == "transaction_signature" else c for c in columns)
+    refused(engine, f"INSERT INTO orders ({', '.join(columns)}) SELECT {copied} FROM orders LIMIT 1",
+            match="orders.amount_in")
+    with engine.begin() as connection:  # well-formed text is taken as it is
+        connection.exec_driver_sql(f"UPDATE orders SET price = '12.5' WHERE order_id = '{order_id.hex}'")
+    with Session(engine) as session:
+        assert str(session.get(Order, order_id).price) == "12.5"
+
+
+@SQLITE_ONLY
+def test_sqlite_money_stored_before_the_checks_is_refused_on_reading_and_listed(backend, demo_order):
+    engine, order_id = demo_order
+    with engine.begin() as connection:
+        for statement in triggers.drop_money_trigger_sql("sqlite"):
+            connection.exec_driver_sql(statement)
+        connection.exec_driver_sql(f"UPDATE orders SET price = '1abc' WHERE order_id = '{order_id.hex}'")
+        for statement in triggers.money_trigger_sql("sqlite"):
+            connection.exec_driver_sql(statement)
+    with Session(engine) as session, pytest.raises(ValueError, match="stored money value '1abc'"):
+        session.get(Order, order_id)
+    problems = _controls(engine)
+    assert f"orders.price of row {order_id.hex} holds '1abc': not a decimal that fits NUMERIC(20,8)" in problems
 
 
 def test_stored_money_reads_exact_text_and_refuses_the_rest():
@@ -531,23 +525,18 @@ def test_the_money_checks_cover_every_money_column_of_the_models():
 
 
 @POSTGRESQL_ONLY
-def test_postgresql_numeric_rounds_extra_decimals_half_away_from_zero(backend, db_url):
+def test_postgresql_numeric_rounds_extra_decimals_half_away_from_zero(backend, demo_order):
     """Documented, not refused: NUMERIC(20,8) rounds on input (half away from zero) before any
     CHECK or trigger sees the value; refusing it would need another column type. The models never
     send such a value (types.to_money refuses it), plain SQL does get it rounded."""
-    sx.generate_demo_data(db_url, seed=0, scale=300, as_of="2025-10-28")
-    engine = create_engine(db_url)
-    try:
-        order_id = _first_order(engine)
-        with engine.begin() as connection:
-            for text, stored in (("0.123456789", "0.12345679"), ("0.000000005", "0.00000001"),
-                                 ("0.000000015", "0.00000002")):
-                connection.exec_driver_sql(f"UPDATE orders SET price = '{text}' WHERE order_id = '{order_id}'")
-                price = connection.exec_driver_sql(f"SELECT price FROM orders WHERE order_id = '{order_id}'").scalar()
-                assert f"{price:f}" == stored
-            connection.rollback()
-        refused(engine, f"UPDATE orders SET price = '1abc' WHERE order_id = '{order_id}'", match="invalid input")
-        refused(engine, f"UPDATE orders SET price = '1234567890123' WHERE order_id = '{order_id}'",
-                match="numeric field overflow")
-    finally:
-        engine.dispose()
+    engine, order_id = demo_order
+    with engine.begin() as connection:
+        for text, stored in (("0.123456789", "0.12345679"), ("0.000000005", "0.00000001"),
+                             ("0.000000015", "0.00000002")):
+            connection.exec_driver_sql(f"UPDATE orders SET price = '{text}' WHERE order_id = '{order_id}'")
+            price = connection.exec_driver_sql(f"SELECT price FROM orders WHERE order_id = '{order_id}'").scalar()
+            assert f"{price:f}" == stored
+        connection.rollback()
+    refused(engine, f"UPDATE orders SET price = '1abc' WHERE order_id = '{order_id}'", match="invalid input")
+    refused(engine, f"UPDATE orders SET price = '1234567890123' WHERE order_id = '{order_id}'",
+            match="numeric field overflow")
