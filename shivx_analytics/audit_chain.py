@@ -13,6 +13,8 @@ Core, the rows as the driver returns them: see _reader), and each row is checked
   removed, replaced or reordered);
 - ``row_hash mismatch``: sha256(prev_hash + "\\n" + its canonical content) is not its row_hash
   (its content was changed);
+- ``duplicate chain_seq`` / ``row outside the chain``: a second row at one position, or a row
+  below position 1 (rows added beside the chain: every row in the table must be in it);
 - ``chain tip mismatch``: the log does not end at the tip recorded in security_audit_chain
   (rows removed from the end, or rows added beyond it without the chain's lock).
 
@@ -87,7 +89,10 @@ def _verify(connection: Connection, batch_rows: int) -> ChainVerification:
         for row in rows:  # HASHED_FIELDS, then chain_seq, prev_hash, row_hash
             seq, prev, stored = row[9], row[10], row[11]
             problem = None
-            if seq != expected_seq:
+            if seq < expected_seq:
+                problem = (f"duplicate chain_seq: a second row at chain_seq {seq} "
+                           "(a row added outside the chain)")
+            elif seq != expected_seq:
                 missing = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}..{seq - 1}"
                 problem = f"seq gap: chain_seq {seq} follows {expected_seq - 1}; row(s) {missing} are missing"
             elif prev != expected_prev:
@@ -125,6 +130,13 @@ def _verify(connection: Connection, batch_rows: int) -> ChainVerification:
             "log_id": None, "chain_seq": int(highest),
             "reason": f"chain tip mismatch: rows up to chain_seq {highest} lie beyond the tip {now} "
                       f"{CHAIN_TABLE} records (added without the chain's lock)"})
+    # Rows below the chain's first position are never read above: the chain starts at 1.
+    lowest = connection.execute(sa.select(logs.c.chain_seq, logs.c.log_id).order_by(logs.c.chain_seq)
+                                .limit(1)).first()
+    if lowest is not None and lowest.chain_seq < 1:
+        return ChainVerification(False, checked, {
+            "log_id": _id_text(lowest.log_id), "chain_seq": int(lowest.chain_seq),
+            "reason": f"row outside the chain: chain_seq {lowest.chain_seq} is below 1 (added without the chain)"})
     return ChainVerification(True, checked, None)
 
 

@@ -226,15 +226,42 @@ def db_current(url: UrlOption = None):
 
 
 @db_app.command("check")
-def db_check(url: UrlOption = None):
-    """Exit 0 if the database is at head and matches the models; 4 otherwise."""
+def db_check(url: UrlOption = None,
+             repair: bool = typer.Option(False, "--repair", help="Restore missing or disabled triggers, row-level "
+                                         "security and policies, revoke owner-only grants (never touches rows)"),
+             app_role: str = typer.Option("shivx_app", help="Application role whose grants are checked"),
+             analytics_role: str = typer.Option("shivx_analytics", help="Read-only role whose grants are checked")):
+    """Exit 0 if the database is at head, matches the models and its controls (append-only and
+    chain triggers, row-level security, grants, the chain's tip) are in place; 4 otherwise."""
+    from shivx_analytics.controls import control_problems, repair_controls
+    from shivx_analytics.roles import RoleNames
+
     target = _existing_database(url)
+    roles = RoleNames(app=app_role, analytics=analytics_role)
+
+    def controls(work):
+        engine = db.create_engine(target)
+        try:
+            with engine.begin() as connection:
+                return work(connection, roles)
+        finally:
+            engine.dispose()
+
+    if repair:
+        for statement in run_guarded(lambda: controls(repair_controls)):
+            typer.echo(f"repaired: {statement.strip().splitlines()[0]}")
     problems = run_guarded(lambda: db.schema_problems(target))
-    if problems:
-        for problem in problems:
-            typer.echo(f"drift: {problem}", err=True)
+    failed = run_guarded(lambda: controls(control_problems))
+    for problem in problems:
+        typer.echo(f"drift: {problem}", err=True)
+    for problem in failed:
+        typer.echo(f"control: {problem}", err=True)
+    if problems or failed:
+        if failed and not repair:
+            typer.echo("`shivx-analytics db check --repair` restores triggers, row-level security and grants "
+                       "(a broken chain is evidence: it is reported, never repaired)", err=True)
         raise typer.Exit(int(Exit.FAILED))
-    typer.echo(f"{db.mask_url(target)}: at head {db.head_revision()}, schema matches the models")
+    typer.echo(f"{db.mask_url(target)}: at head {db.head_revision()}, schema matches the models, controls in place")
 
 
 @db_app.command("grant")

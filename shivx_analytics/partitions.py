@@ -31,6 +31,8 @@ from sqlalchemy.engine import Connection
 
 from shivx_analytics.triggers import AUDIT_TABLE
 
+CHAIN_APPEND_TRIGGER = f"trg_{AUDIT_TABLE}_chain_append"  # revision 0006 (triggers.chain_trigger_sql)
+
 DEFAULT_PARTITION = f"{AUDIT_TABLE}_default"
 
 
@@ -166,11 +168,23 @@ def _move_out_of_default(execute: Callable[[str], object], month: date) -> None:
     # Detached, the default partition has lost the parent's cloned row triggers; with its own
     # DELETE guard set aside for this one statement, its rows of the month are moved (copied
     # through the parent into the new partition, then removed), all in the caller's transaction.
+    # The rows are in the chain already: the chain's insert check (revision 0006), which would
+    # refuse them as not extending the tip, is set aside for this one statement as well.
+    chain_check = _has_trigger(execute, AUDIT_TABLE, CHAIN_APPEND_TRIGGER)
+    if chain_check:
+        execute(f"ALTER TABLE {AUDIT_TABLE} DISABLE TRIGGER {CHAIN_APPEND_TRIGGER}")
     execute(f"INSERT INTO {AUDIT_TABLE} SELECT * FROM {DEFAULT_PARTITION} WHERE {in_month}")
+    if chain_check:
+        execute(f"ALTER TABLE {AUDIT_TABLE} ENABLE TRIGGER {CHAIN_APPEND_TRIGGER}")
     execute(f"ALTER TABLE {DEFAULT_PARTITION} DISABLE TRIGGER trg_{DEFAULT_PARTITION}_refuse_delete")
     execute(f"DELETE FROM {DEFAULT_PARTITION} WHERE {in_month}")
     execute(f"ALTER TABLE {DEFAULT_PARTITION} ENABLE TRIGGER trg_{DEFAULT_PARTITION}_refuse_delete")
     execute(f"ALTER TABLE {AUDIT_TABLE} ATTACH PARTITION {DEFAULT_PARTITION} DEFAULT")
+
+
+def _has_trigger(execute: Callable[[str], object], table: str, trigger: str) -> bool:
+    return execute(f"SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('{table}') "
+                   f"AND tgname = '{trigger}')").scalar()
 
 
 def ensure_ahead(connection: Connection, ahead: int, now: datetime | None = None) -> list[str]:

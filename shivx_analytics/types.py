@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "string_enum",
     "money_fits",
     "to_money",
+    "stored_money",
     "MONEY_PRECISION",
     "MONEY_SCALE",
 ]
@@ -69,6 +71,21 @@ def money_fits(number: Decimal, *, precision: int = MONEY_PRECISION, scale: int 
     return decimals <= scale and integer_digits <= precision - scale
 
 
+_MONEY_TEXT = re.compile(r"-?(\d+)(?:\.(\d+))?")
+
+
+def stored_money(value: Any, *, precision: int = MONEY_PRECISION, scale: int = MONEY_SCALE) -> Decimal:
+    """Money as SQLite stores it (text) read back exactly, or ValueError: text the writers never
+    produce ('0.123456789', '1abc', '1e5') is refused, not rounded or guessed at. Revision 0006's
+    triggers refuse it on the way in; ``shivx-analytics db check`` lists rows stored before."""
+    text = value if isinstance(value, str) else str(value) if isinstance(value, int) else None
+    match = _MONEY_TEXT.fullmatch(text) if text is not None else None
+    if match is None or len(match.group(1)) > precision - scale or len(match.group(2) or "") > scale:
+        raise ValueError(f"stored money value {value!r} is not a decimal that fits NUMERIC({precision},{scale}) "
+                         "(written around the models: `shivx-analytics db check` names its table, column and row)")
+    return Decimal(text)
+
+
 class Money(TypeDecorator):
     """Exact fixed-point money: NUMERIC(20,8) on PostgreSQL, canonical text on SQLite.
 
@@ -101,7 +118,9 @@ class Money(TypeDecorator):
     def process_result_value(self, value, dialect):
         if value is None:
             return None
-        return value if isinstance(value, Decimal) else Decimal(str(value))
+        if isinstance(value, Decimal):
+            return value
+        return stored_money(value, precision=self.precision, scale=self.scale)
 
     @property
     def python_type(self):

@@ -22,8 +22,7 @@ hashes the same on both backends.
 
 The one-row table ``security_audit_chain`` (id = 1) holds the chain's tip (last_seq, last_hash):
 the log must end exactly there, which exposes rows removed from the end. A writer locks the
-chain (``lock_chain``: PostgreSQL takes an advisory transaction lock, then the tip row FOR
-UPDATE; SQLite takes the database's write lock by updating the tip row before reading it, the
+chain (``lock_chain``: PostgreSQL locks the tip row FOR UPDATE; SQLite takes the database's write lock by updating the tip row before reading it, the
 equivalent of BEGIN IMMEDIATE), links its rows to the tip and moves the tip, all in its own
 transaction: concurrent writers queue, and the chain never forks. The ORM does this for every
 SecurityAuditLog it flushes (a ``before_flush`` hook on every Session, sync or async); bulk
@@ -57,14 +56,13 @@ from shivx_analytics.models.audit_log import SecurityAuditLog
 from shivx_analytics.models.base import metadata, new_uuid, utcnow
 
 __all__ = [
-    "GENESIS_HASH", "CHAIN_TABLE", "ADVISORY_LOCK_KEY", "HASHED_FIELDS", "security_audit_chain",
+    "GENESIS_HASH", "CHAIN_TABLE", "HASHED_FIELDS", "security_audit_chain",
     "canonical_content", "canonical_values", "row_hash", "ChainTip", "lock_chain", "store_tip", "append_audit_entries",
     "timestamp_text", "uuid_text",
 ]
 
 GENESIS_HASH = "0" * 64
 CHAIN_TABLE = "security_audit_chain"
-ADVISORY_LOCK_KEY = 0x5348495658415544  # "SHIVXAUD": pg_advisory_xact_lock's key for the chain
 # The content hashed besides chain_seq. Not user_id: see the module docstring.
 HASHED_FIELDS = ("log_id", "timestamp", "event_type", "ip_address", "resource", "action", "success",
                  "details", "request_id")
@@ -228,14 +226,14 @@ class ChainTip:
 def lock_chain(connection: Connection) -> ChainTip:
     """Lock the chain for the rest of the connection's transaction and read its tip.
 
-    PostgreSQL: ``pg_advisory_xact_lock(ADVISORY_LOCK_KEY)``, then the tip row ``FOR UPDATE``.
+    PostgreSQL: the tip row ``FOR UPDATE``, which needs the UPDATE privilege on it: a read-only
+    role cannot take it and stall the writers (an advisory lock, which any role may take, could).
     SQLite: an UPDATE of the tip row first, which takes the database's write lock (other writers
     wait for it, up to the busy timeout) before the tip is read: nobody can move it meanwhile.
     """
     table = security_audit_chain
     where = table.c.id == 1
     if connection.dialect.name == "postgresql":
-        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.literal(ADVISORY_LOCK_KEY, sa.BigInteger))))
         row = connection.execute(sa.select(table.c.last_seq, table.c.last_hash).where(where).with_for_update()).first()
     else:
         connection.execute(sa.update(table).where(where).values(last_seq=table.c.last_seq))
@@ -301,6 +299,7 @@ def append_audit_entries(connection: Connection,
 @sa.event.listens_for(Session, "before_flush")
 def _chain_new_audit_rows(session: Session, _flush_context: Any, _instances: Any) -> None:
     """Link the SecurityAuditLog rows about to be inserted, in the order they were added."""
+    session.info.pop(_PENDING_TIP, None)  # a flush that failed leaves no tip to record
     new = [obj for obj in session.new if isinstance(obj, SecurityAuditLog)]
     if not new:
         return
@@ -317,4 +316,16 @@ def _chain_new_audit_rows(session: Session, _flush_context: Any, _instances: Any
         content = {name: getattr(entry, name) for name in HASHED_FIELDS}
         content["details"] = _stored_details(content["details"])
         entry.chain_seq, entry.prev_hash, entry.row_hash = tip.link(content)
-    store_tip(connection, tip)
+    session.info[_PENDING_TIP] = tip
+
+
+_PENDING_TIP = "shivx_audit_chain_tip"
+
+
+@sa.event.listens_for(Session, "after_flush")
+def _store_new_tip(session: Session, _flush_context: Any) -> None:
+    """Record the tip once the rows are in: from revision 0006 on the database moves the tip as it
+    accepts rows and lets it move only to a row that is there (this then writes the same values)."""
+    tip = session.info.pop(_PENDING_TIP, None)
+    if tip is not None:
+        store_tip(session.connection(bind_arguments={"mapper": sa.inspect(SecurityAuditLog)}), tip)
