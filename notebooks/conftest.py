@@ -1,16 +1,24 @@
 """Notebooks run as tests (nbval) against a fresh, deterministic demo database.
 
 Before the first notebook's kernel starts, a demo SQLite file is migrated and seeded (seed 0,
-as_of 2025-10-28) in a temporary folder, and SHIVX_DATABASE_URL points the kernels at it.
+as_of 2025-10-28) and SHIVX_DATABASE_URL and SHIVX_AS_OF point the kernels at it, so the
+outputs are the same on every run.
+
+The file is notebooks/nbval_demo.db (git ignores *.db), named by a URL relative to the
+notebooks folder, where nbval starts the kernels: the reports' outputs show
+``database: sqlite:///nbval_demo.db``, never a temporary path. It is removed afterwards.
 """
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 NOTEBOOK_AS_OF = "2025-10-28"
-_prepared: dict[str, str] = {}
+DATABASE_NAME = "nbval_demo.db"
+_prepared: dict[str, Path] = {}
+
+
+def _files(database: Path) -> list[Path]:
+    return [database, *(database.with_name(database.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -18,16 +26,19 @@ def pytest_collection_modifyitems(session, config, items):
         return
     import shivx_analytics as sx
 
-    folder = Path(tempfile.mkdtemp(prefix="shivx-notebooks-"))
-    url = f"sqlite:///{folder / 'notebooks.db'}"
-    sx.migrate(url)
-    sx.generate_demo_data(url, seed=0, scale="small", as_of=NOTEBOOK_AS_OF)
-    _prepared["folder"] = str(folder)
-    os.environ["SHIVX_DATABASE_URL"] = url
+    database = Path(__file__).resolve().parent / DATABASE_NAME
+    for stale in _files(database):  # left by an interrupted run
+        stale.unlink(missing_ok=True)
+    absolute = f"sqlite:///{database}"
+    sx.migrate(absolute)
+    sx.generate_demo_data(absolute, seed=0, scale="small", as_of=NOTEBOOK_AS_OF)
+    _prepared["database"] = database
+    os.environ["SHIVX_DATABASE_URL"] = f"sqlite:///{DATABASE_NAME}"  # relative to the kernels' folder
     os.environ["SHIVX_AS_OF"] = NOTEBOOK_AS_OF
     os.environ.pop("MPLBACKEND", None)  # Agg in the environment would make figures vanish
 
 
 def pytest_unconfigure(config):
     if _prepared:
-        shutil.rmtree(_prepared["folder"], ignore_errors=True)
+        for file in _files(_prepared["database"]):
+            file.unlink(missing_ok=True)

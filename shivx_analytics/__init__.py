@@ -5,7 +5,8 @@
     sx.migrate()                     # alembic upgrade head
     sx.generate_demo_data(engine, seed=0, scale="small", as_of="2025-10-28")
     orders = sx.load_orders(engine, since="2025-10-01")
-    report = sx.pnl_report(engine, as_of="2025-10-28", starting_capital=100_000)
+    as_of = sx.data_as_of(engine)    # the data's as_of (2025-10-28 here); reports default to now
+    report = sx.pnl_report(engine, as_of=as_of, starting_capital=100_000, token="SOL")
 
 The public names are imported on first use (PEP 562), so `import shivx_analytics` and the CLI's
 --help stay fast: pandas, pyarrow, SQLAlchemy and matplotlib load only when a name needs them.
@@ -34,17 +35,19 @@ _LAZY = {
     "generate_demo_data": "shivx_analytics.demo",
     "verify_audit_chain": "shivx_analytics.audit_chain",
     "aggregates": "shivx_analytics.aggregates",
+    "data_as_of": "shivx_analytics.aggregates",
 }
 
 __all__ = [
     "connect", "migrate", "__version__",
     "load_positions", "load_orders", "load_audit_logs", "load_api_keys", "load_users",
     "pnl_report", "execution_report", "api_usage_report", "security_report",
-    "generate_demo_data", "verify_audit_chain", "aggregates",
+    "generate_demo_data", "verify_audit_chain", "aggregates", "data_as_of",
 ]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports on demand
     from shivx_analytics import aggregates
+    from shivx_analytics.aggregates import data_as_of
     from shivx_analytics.audit_chain import verify_audit_chain
     from shivx_analytics.db import connect, migrate
     from shivx_analytics.demo import generate_demo_data

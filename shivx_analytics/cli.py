@@ -374,23 +374,19 @@ ISO_FORMS = "an ISO 8601 date or datetime such as 2025-10-28, 2025-10-28T12:00:0
 
 
 def _parse_when(value: Optional[str], name: str):
-    """ISO 8601 date/datetime text -> aware UTC datetime (naive means UTC); None stays None.
-
-    ISO only: "03/11/2026" is refused, never read month-first (or day-first).
-    """
+    """ISO 8601 text -> aware UTC datetime through the domain kernel's one parser (naive means
+    UTC; "03/11/2026" is refused, never read month-first); None stays None. A bad value, or one
+    outside the range the commands support, exits 2 naming the option."""
     if value is None:
         return None
+    from shivx_analytics.domain.window import instant
+
     option = name if name.startswith("-") else f"--{name.replace('_', '-')}"
     try:
-        stamp = dt.datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise fail(f"{option} {value!r} is not {ISO_FORMS} (UTC when no offset is given)",
-                   Exit.BAD_ARGUMENTS) from None
-    try:
-        stamp = stamp.replace(tzinfo=dt.timezone.utc) if stamp.tzinfo is None else stamp.astimezone(dt.timezone.utc)
-    except OverflowError:  # 0001-01-01T00:00-01:00 is before year 1 in UTC
-        stamp = None
-    if stamp is None or not EARLIEST <= stamp < LATEST:
+        stamp = instant(value, option)
+    except ValueError as exc:
+        raise fail(str(exc), Exit.BAD_ARGUMENTS) from None
+    if not EARLIEST <= stamp < LATEST:
         raise fail(f"{option} {value!r} is outside the supported range: give an instant from "
                    f"{EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d} UTC", Exit.BAD_ARGUMENTS)
     return stamp
@@ -431,7 +427,13 @@ def report(
     url: ReadUrlOption = None,
     since: Optional[str] = typer.Option(None, help="Window start, ISO date/datetime, UTC (inclusive)"),
     until: Optional[str] = typer.Option(None, help="Window end, ISO date/datetime, UTC (exclusive)"),
-    as_of: Optional[str] = typer.Option(None, "--as-of", help="Point in time the report describes (default now)"),
+    as_of: Optional[str] = typer.Option(
+        None, "--as-of", help="Point in time the report describes (default now; never in the future). "
+                              "until defaults to the end of its UTC day, since (execution, api-usage, "
+                              "security) to 30 days before until"),
+    user: list[str] = typer.Option([], "--user", help="Only this user_id (repeatable; every report)"),
+    strategy: list[str] = typer.Option([], "--strategy", help="Only this strategy (repeatable; pnl)"),
+    token: list[str] = typer.Option([], "--token", help="Only this token (repeatable; pnl, execution)"),
     starting_capital: Optional[str] = typer.Option(None, "--starting-capital", help="USD, for equity and drawdown %"),
     out: Path = typer.Option(Path("reports"), "--out", help="Directory the files are written to"),
     formats: str = typer.Option("html,json,csv", "--format", help="Comma-separated: html, json, csv"),
@@ -450,9 +452,11 @@ def report(
     capital = _decimal_option(starting_capital, "starting_capital")
     if capital is not None and capital <= 0:  # refused before any connection is made
         raise fail(f"--starting-capital must be > 0 USD, got {starting_capital!r}", Exit.BAD_ARGUMENTS)
+    filters = _report_filters(selected, {"user_id": user, "strategy": strategy, "token": token})
     target = _read_url(context, url)
     paths = {"pushdown": pushdown, "use_views": views}
-    written = run_guarded(lambda: _write_reports(target, selected, chosen, out, window, capital, paths=paths))
+    written = run_guarded(lambda: _write_reports(target, selected, chosen, out, window, capital, paths=paths,
+                                                 filters=filters))
     for path in written:
         typer.echo(str(path))
 
@@ -461,20 +465,39 @@ def report(
 def demo(
     path: Path = typer.Option(Path("shivx_demo.db"), "--db", help="SQLite file to create or reuse"),
     out: Path = typer.Option(Path("reports"), "--out", help="Reports go to OUT/<as-of date>/"),
-    as_of: Optional[str] = typer.Option(None, "--as-of", help="Default: today 00:00 UTC"),
+    as_of: Optional[str] = typer.Option(
+        None, "--as-of", help="Seed the history up to this point (default: today 00:00 UTC); a database "
+                              "seeded earlier keeps its data and is reported as of its own date"),
     progress: bool = typer.Option(False, "--progress", help="Show progress bars even when not on a terminal"),
 ):
     """The main job: SQLite file, migrate, seed once, write every report (HTML, JSON, CSV)."""
+    from shivx_analytics.aggregates import data_as_of
     from shivx_analytics.demo import generate_demo_data, is_seeded
+    from shivx_analytics.domain.window import resolve_as_of
 
-    when = _parse_when(as_of, "as_of") or dt.datetime.now(dt.timezone.utc).replace(
-        hour=0, minute=0, second=0, microsecond=0)
+    requested = _parse_when(as_of, "as_of")
+    if requested is not None:
+        try:
+            resolve_as_of(requested)  # a future as_of is refused before anything is written
+        except ValueError as exc:
+            raise fail(f"--as-of: {exc}", Exit.BAD_ARGUMENTS) from None
     target = f"sqlite:///{path}"
 
     def work():
         db.migrate(target)
-        if not is_seeded(target):
+        if is_seeded(target):
+            seeded = data_as_of(target)
+            when = requested or seeded
+            if seeded is not None and when != seeded:
+                typer.echo(f"{path}: seeded earlier, its data ends at {seeded:%Y-%m-%d %H:%M} UTC; reporting "
+                           f"as of {when:%Y-%m-%d %H:%M} UTC as asked", err=True)
+            elif seeded is not None:
+                typer.echo(f"{path}: seeded earlier; reporting as of its data's date, {seeded:%Y-%m-%d} "
+                           "(pass --as-of for another date)", err=True)
+        else:
+            when = requested or dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
             generate_demo_data(target, seed=0, scale="small", as_of=when, progress=_progress_enabled(progress))
+        when = when or dt.datetime.now(dt.timezone.utc)
         directory = out / when.strftime("%Y-%m-%d")
         written = _write_reports(target, REPORT_NAMES, FORMATS, directory,
                                  {"since": None, "until": None, "as_of": when}, None, summaries := {})
@@ -520,10 +543,25 @@ def _decimal_option(value: Optional[str], name: str):
 
 
 VIEW_REPORTS = ("pnl", "api-usage")  # the reports that can read the materialized views
+# The filters each report takes (--user, --strategy, --token).
+REPORT_FILTERS = {"pnl": ("user_id", "strategy", "token"), "execution": ("user_id", "token"),
+                  "api-usage": ("user_id",), "security": ("user_id",)}
+
+
+def _report_filters(names, given: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The filters given (repeatable options as lists); a filter a selected report cannot take
+    is said on stderr (that report runs unfiltered by it)."""
+    filters = {name: values for name, values in given.items() if values}
+    for name in filters:
+        ignoring = [report for report in names if name not in REPORT_FILTERS[report]]
+        if ignoring:
+            option = {"user_id": "--user"}.get(name, f"--{name}")
+            typer.echo(f"note: {option} does not apply to {', '.join(ignoring)}", err=True)
+    return filters
 
 
 def _write_reports(url: str, names, formats, directory: Path, window: dict, capital, summaries: dict | None = None,
-                   paths: dict | None = None):
+                   paths: dict | None = None, filters: dict | None = None):
     """Build every report in memory, render into a staging folder, then move files into place."""
     import contextlib
     import shutil
@@ -545,9 +583,11 @@ def _write_reports(url: str, names, formats, directory: Path, window: dict, capi
             kwargs["pushdown"] = paths.get("pushdown")
             if name in VIEW_REPORTS:  # the others have no materialized views: --views leaves them be
                 kwargs["use_views"] = paths.get("use_views")
+            kwargs.update({k: v for k, v in (filters or {}).items() if k in REPORT_FILTERS[name]})
             built[name] = builders[name](engine, **kwargs)
     finally:
         engine.dispose()
+    _print_empty_window_notes(built)
     created = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -582,6 +622,16 @@ def _write_reports(url: str, names, formats, directory: Path, window: dict, capi
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _print_empty_window_notes(built: dict) -> None:
+    """A report whose window holds no rows says so on stderr (its note names the window)."""
+    from shivx_analytics.reports._common import is_empty_window_note
+
+    for name, report in built.items():
+        for note in report.notes:
+            if is_empty_window_note(note):
+                typer.echo(f"{name}: {note}", err=True)
 
 
 def _print_summaries(summaries: dict) -> None:

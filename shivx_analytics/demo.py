@@ -55,6 +55,7 @@ from sqlalchemy.orm import Session
 from shivx_analytics import partitions, security
 from shivx_analytics.aggregates import views
 from shivx_analytics.db import create_engine, run_in_transaction
+from shivx_analytics.domain.window import instant
 from shivx_analytics.models import (
     APIKey, Order, OrderAction, Position, SecurityAuditLog, User, calculate_slippage, expected_out,
 )
@@ -151,20 +152,11 @@ def _orders_for(scale: str | int) -> int:
 
 
 def _resolve_as_of(as_of: datetime | date | str | None) -> datetime:
-    """as_of as an aware UTC datetime; default: the start of the current UTC day. Naive means UTC."""
+    """as_of as an aware UTC datetime (domain.window.instant: naive means UTC); default: the
+    start of the current UTC day, so a day's seeds are identical."""
     if as_of is None:
         return datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    if isinstance(as_of, str):
-        try:
-            as_of = datetime.fromisoformat(as_of.strip())
-        except ValueError:
-            raise ValueError(f"as_of: cannot parse {as_of!r}; give an ISO date or datetime "
-                             "such as '2025-10-28' or '2025-10-28T00:00:00Z'") from None
-    if isinstance(as_of, datetime):
-        return as_of.replace(tzinfo=timezone.utc) if as_of.tzinfo is None else as_of.astimezone(timezone.utc)
-    if isinstance(as_of, date):
-        return datetime(as_of.year, as_of.month, as_of.day, tzinfo=timezone.utc)
-    raise ValueError(f"as_of must be a datetime, date or ISO string, got {type(as_of).__name__}")
+    return instant(as_of, "as_of")
 
 
 # Connections and the transaction

@@ -87,7 +87,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
@@ -110,6 +110,7 @@ from shivx_analytics._arrow import FrameDataError
 from shivx_analytics import db as _db
 from shivx_analytics.db import DatabaseUnavailable, mask_url, normalize_url
 from shivx_analytics.domain.money import DEFAULT_MONEY_MODE, MoneyMode, parse_money_mode
+from shivx_analytics.domain.window import check_window, optional_instant
 from shivx_analytics.models import (
     APIKey, Order, OrderAction, OrderStatus, OrderType, Position, PositionStatus, SecurityAuditLog, User,
 )
@@ -226,12 +227,13 @@ def load_api_keys(source: Source | None = None, *, user_id: Any = None, active: 
     return _load(query, source, None, None, money)
 
 
-def load_users(source: Source | None = None, *, active: Any = None,
+def load_users(source: Source | None = None, *, user_id: Any = None, active: Any = None,
                money: MoneyMode | str = DEFAULT_MONEY_MODE) -> pd.DataFrame:
     """Users (never their password hash), ordered by created_at then user_id.
 
     No column is money: ``money`` is accepted (and checked) so every loader takes the same argument."""
     query = _Query(USERS)
+    query.equals("user_id", user_id, "uuid")
     query.equals("is_active", active, "bool", argument="active")
     return _load(query, source, None, None, money)
 
@@ -405,36 +407,9 @@ class _Window:
 
     @classmethod
     def parse(cls, since: Any, until: Any) -> _Window:
-        window = cls(_instant(since, "since"), _instant(until, "until"))
-        if window.since is not None and window.until is not None and window.since > window.until:
-            raise ValueError(f"since ({window.since.isoformat()}) is after until ({window.until.isoformat()}): "
-                             f"the window [since, until) would be reversed")
+        window = cls(optional_instant(since, "since"), optional_instant(until, "until"))
+        check_window(window.since, window.until)
         return window
-
-
-def _instant(value: Any, argument: str) -> datetime | None:
-    """An aware UTC datetime from a datetime, date or ISO string; naive means UTC."""
-    if value is None:
-        return None
-    if isinstance(value, pd.Timestamp):
-        if pd.isna(value):
-            raise ValueError(f"{argument} is NaT: give a datetime, a date or an ISO string")
-        value = (value.ceil("us") if value.nanosecond else value).to_pydatetime()
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise ValueError(f"{argument}={value!r} is not an ISO date or datetime "
-                             f"(e.g. '2025-01-31' or '2025-01-31T12:00:00+00:00')") from None
-    elif isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, date):
-        parsed = datetime.combine(value, time.min)
-    else:
-        raise ValueError(f"{argument} must be a datetime, a date or an ISO string, not {type(value).__name__}")
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
 
 
 def _values(argument: str, value: Any, parse: Callable[[Any], Any]) -> list[Any] | None:

@@ -159,7 +159,7 @@ def test_named_scales():
     ({"scale": 5}, "scale must be one of"),
     ({"scale": True}, "scale must be one of"),
     ({"seed": -1}, "seed must be a non-negative integer"),
-    ({"as_of": "yesterday"}, "as_of: cannot parse"),
+    ({"as_of": "yesterday"}, "as_of: expected an ISO 8601 date or datetime"),
 ])
 def test_bad_arguments_are_refused_before_touching_the_database(arguments, message):
     with pytest.raises(ValueError, match=message):

@@ -532,9 +532,11 @@ def test_an_injection_string_is_data(loaded):
 
 
 @pytest.mark.parametrize("arguments, message", [
-    ({"since": "yesterday"}, "since='yesterday' is not an ISO date"),
-    ({"until": "2025-13-01"}, "until="),
-    ({"since": 20251001}, "since must be a datetime"),
+    ({"since": "yesterday"}, "since: expected an ISO 8601 date or datetime such as 2025-10-28 or "
+                             "2025-10-28T12:00:00Z, got 'yesterday'"),
+    ({"until": "2025-13-01"}, "until: expected an ISO 8601 date or datetime"),
+    ({"since": 20251001}, "since: expected an ISO 8601 date or datetime such as 2025-10-28 or "
+                          "2025-10-28T12:00:00Z, got 20251001"),
     ({"since": "2025-10-02", "until": "2025-10-01"}, "is after until"),
     ({"columns": ["order_id", "password_hash"]}, "unknown column(s) ['password_hash'] for orders: choose from"),
     ({"columns": []}, "columns is empty"),

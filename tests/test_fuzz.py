@@ -503,7 +503,7 @@ def test_a_bad_date_exits_2_naming_the_option(option, value):
     result = runner.invoke(app, ["report", "--url", UNREACHABLE, f"{option}={value}"])
     assert result.exit_code in (2, 3), (value, result.output, result.exception)
     if result.exit_code == 2:
-        assert result.stderr.startswith(f"error: {option} ")
+        assert result.stderr.startswith(f"error: {option}: ")
 
 
 @FAST

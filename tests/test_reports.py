@@ -475,7 +475,8 @@ def test_as_of_defaults_to_now(seeded):
     before = pd.Timestamp.now(tz="UTC")
     report = execution_report(url)
     assert before <= report.parameters["as_of"] <= pd.Timestamp.now(tz="UTC")
-    assert report.parameters["until"] == report.parameters["as_of"]
+    # docs/windows.md: until is the end of as_of's UTC day, as for the P&L report
+    assert report.parameters["until"] == report.parameters["as_of"].floor("D") + pd.Timedelta(days=1)
     assert report.parameters["since"] == report.parameters["until"] - pd.Timedelta(days=30)
 
 
@@ -647,7 +648,7 @@ def test_bad_arguments_are_refused_with_their_name(seeded):
     url, _ = seeded
     with pytest.raises(ValueError, match="since"):
         pnl_report(url, since="not a date", as_of=AS_OF)
-    with pytest.raises(ValueError, match="until .* before since"):
+    with pytest.raises(ValueError, match=r"since \(2025-01-04.*\) is after until \(2025-01-02.*\): .* reversed"):
         execution_report(url, since="2025-01-04", until="2025-01-02", as_of=AS_OF)
     with pytest.raises(ValueError, match="starting_capital"):
         pnl_report(url, as_of=AS_OF, starting_capital=0)

@@ -6,6 +6,7 @@ never write SQL themselves.
 """
 
 from ._common import PATHS, PushdownUnavailable, choose_path, read_connection
+from .as_of import data_as_of, newest_row_time
 from .audit import (
     api_request_rows, api_usage_summary, brute_force_suspects, event_type_breakdown, failed_logins_by_day,
     failed_logins_by_ip, failed_logins_by_user, failures_heatmap, key_utilization, keys_near_limit, lockouts,
@@ -18,7 +19,7 @@ from .views import (
     VIEW_NAMES, has_views, load_user_statistics, refresh_views, requests_per_key_per_day_from_view,
 )
 
-__all__ = ["PATHS", "PushdownUnavailable", "choose_path", "read_connection"]
+__all__ = ["PATHS", "PushdownUnavailable", "choose_path", "read_connection", "data_as_of", "newest_row_time"]
 __all__ += [  # audit.py: the security and API usage reports
     "api_request_rows", "api_usage_summary", "brute_force_suspects", "event_type_breakdown", "failed_logins_by_day",
     "failed_logins_by_ip", "failed_logins_by_user", "failures_heatmap", "key_utilization", "keys_near_limit",

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shivx_analytics.domain.money import EXACT_PRECISION, round_money
+from shivx_analytics.domain.window import instant
 
 MONEY = pd.ArrowDtype(pa.decimal128(20, 8))
 MONEY_TOTAL = pd.ArrowDtype(pa.decimal128(38, 8))
@@ -222,18 +223,9 @@ def nullable_floats(values: Iterable[float | None], index: pd.Index, name: str) 
 
 
 def timestamp(value: object, name: str) -> pd.Timestamp:
-    """An aware UTC Timestamp from a Timestamp / datetime / date / ISO string (naive means UTC)."""
-    if value is None:
-        raise ValueError(f"{name} is required: pass an aware UTC pandas Timestamp")
-    try:
-        result = pd.Timestamp(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{name}: cannot read {value!r} as a timestamp; pass an aware UTC pandas Timestamp"
-        ) from exc
-    if result is pd.NaT:
-        raise ValueError(f"{name} is NaT: pass an aware UTC pandas Timestamp")
-    return result.tz_localize("UTC") if result.tzinfo is None else result.tz_convert("UTC")
+    """An aware UTC Timestamp of a window bound, read by the domain kernel's one parser
+    (domain.window.instant: datetime / Timestamp / date / ISO 8601 text, naive means UTC)."""
+    return pd.Timestamp(instant(value, name))
 
 
 def optional_timestamp(value: object, name: str) -> pd.Timestamp | None:

@@ -20,6 +20,8 @@ from decimal import Decimal, localcontext
 import numpy as np
 import pandas as pd
 
+from shivx_analytics.domain.window import end_of_day
+
 from ._common import (
     DAY,
     MONEY_TOTAL,
@@ -155,7 +157,7 @@ def pnl_window(positions: pd.DataFrame, *, since: object = None, until: object =
     if since is None:
         first = positions["opened_at"].min() if len(positions) else pd.NaT
         since = timestamp(as_of if pd.isna(first) else first, "since").floor("D")
-    until = as_of.floor("D") + DAY if until is None else until
+    until = pd.Timestamp(end_of_day(as_of)) if until is None else until
     return PnlWindow(timestamp(since, "since"), timestamp(until, "until"))
 
 

@@ -6,9 +6,9 @@ pushed down, and hand the frames to the metrics functions.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -16,9 +16,9 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.orm import Session
 
 from shivx_analytics import db
-from shivx_analytics.metrics._common import optional_timestamp, timestamp
+from shivx_analytics.domain import window
 
-DEFAULT_LOOKBACK = pd.Timedelta(days=30)
+DEFAULT_LOOKBACK = pd.Timedelta(window.DEFAULT_LOOKBACK)
 
 
 @contextmanager
@@ -56,38 +56,73 @@ def database_label(source: Any) -> str:
     return db.mask_url(url)
 
 
-def resolve_as_of(as_of: object) -> pd.Timestamp:
-    """as_of as an aware UTC Timestamp; now (UTC, to the microsecond) when None."""
-    if as_of is None:
-        return pd.Timestamp(dt.datetime.now(dt.timezone.utc))
-    return timestamp(as_of, "as_of")
+@dataclass(frozen=True)
+class ReportWindow:
+    """A report's [since, until) and as_of as aware UTC Timestamps (since None: the P&L report
+    takes it from the data)."""
+
+    since: pd.Timestamp | None
+    until: pd.Timestamp
+    as_of: pd.Timestamp
 
 
-def trailing_window(since: object, until: object, as_of: pd.Timestamp,
-                    lookback: pd.Timedelta = DEFAULT_LOOKBACK) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """[since, until) of the execution, API usage and security reports: until defaults to as_of,
-    since to until - 30 days. Raises ValueError when since is not before until."""
-    until_ts = optional_timestamp(until, "until")
-    until_ts = as_of if until_ts is None else until_ts
-    since_ts = optional_timestamp(since, "since")
-    since_ts = until_ts - lookback if since_ts is None else since_ts
-    check_window(since_ts, until_ts)
-    return since_ts, until_ts
+def report_window(since: object, until: object, as_of: object, *,
+                  lookback: pd.Timedelta | None = DEFAULT_LOOKBACK) -> ReportWindow:
+    """THE as_of rule of every report (domain.window.report_window, docs/windows.md): as_of
+    defaults to now and may not be in the future; until defaults to the end of as_of's UTC day;
+    since to until - 30 days (``lookback=None``: left to the report)."""
+    found = window.report_window(since, until, as_of,
+                                 lookback=None if lookback is None else lookback.to_pytimedelta())
+    return ReportWindow(None if found.since is None else pd.Timestamp(found.since),
+                        pd.Timestamp(found.until), pd.Timestamp(found.as_of))
 
 
-def check_window(since: pd.Timestamp, until: pd.Timestamp) -> None:
-    """A window must not end before it starts (an empty window, since == until, is allowed)."""
-    if until < since:
-        raise ValueError(
-            f"until ({until.isoformat()}) is before since ({since.isoformat()}): "
-            "pass a window [since, until) with since <= until"
-        )
+def filter_values(**filters: object) -> dict[str, object]:
+    """The filters given (None means no filter), as the report records them in parameters:
+    one value or a list, ids as text."""
+    recorded = {}
+    for name, value in filters.items():
+        if value is None:
+            continue
+        many = isinstance(value, (list, tuple, set, frozenset, pd.Series, pd.Index))
+        values = [str(v) if name == "user_id" else v for v in (list(value) if many else [value])]
+        recorded[name] = values if many else values[0]
+    return recorded
+
+
+FILTERED_PATH_NOTE = ("Filtered ({filters}): computed from the loaded rows (the push-down and "
+                      "view paths take no filters; the figures are the same).")
+EMPTY_WINDOW_HINT = "check as_of and the window"
+
+
+def empty_window_note(what: str, since: pd.Timestamp, until: pd.Timestamp, filters: dict[str, object]) -> str:
+    """The note of a report whose window holds no rows (the CLI prints it on stderr)."""
+    scope = f" matching {_filters_text(filters)}" if filters else ""
+    return f"No {what}{scope} in [{_bound(since)}, {_bound(until)}): {EMPTY_WINDOW_HINT}"
+
+
+def is_empty_window_note(note: str) -> bool:
+    return note.endswith(EMPTY_WINDOW_HINT)
+
+
+def filtered_path_note(filters: dict[str, object]) -> str:
+    return FILTERED_PATH_NOTE.format(filters=_filters_text(filters))
+
+
+def _filters_text(filters: dict[str, object]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in filters.items())
+
+
+def _bound(moment: pd.Timestamp) -> str:
+    """A window bound as a date when it is a UTC midnight, else the full instant."""
+    return moment.strftime("%Y-%m-%d") if moment == moment.floor("D") else moment.isoformat()
 
 
 def base_parameters(source: Any, since: pd.Timestamp, until: pd.Timestamp,
-                    as_of: pd.Timestamp) -> dict[str, Any]:
-    """The parameters every report records (database URL with the password masked)."""
-    return {"since": since, "until": until, "as_of": as_of, "database": database_label(source)}
+                    as_of: pd.Timestamp, filters: dict[str, object] | None = None) -> dict[str, Any]:
+    """The parameters every report records (database URL with the password masked; the
+    filters given, from filter_values)."""
+    return {"since": since, "until": until, "as_of": as_of, "database": database_label(source), **(filters or {})}
 
 
 def stats_table(rows: list[tuple[str, object]], unit_column: list[str] | None = None) -> pd.DataFrame:

@@ -1,12 +1,14 @@
 """The API usage report: requests per key and endpoint, rate-limit utilisation, key hygiene.
 
 Requests are the audit log's `api_request` events with timestamp in [since, until): until
-defaults to as_of (now, UTC), since to until - 30 days. Key hygiene (expired but active, never
+defaults to the end of as_of's UTC day (as_of: now), since to until - 30 days
+(docs/windows.md). ``user_id`` keeps the requests and keys of some users. Key hygiene (expired but active, never
 used, idle, no expiry) is judged as of as_of on the api_keys table as it is stored.
 
 Two paths give the same report (parameters["path"] names the one taken): "pandas" loads the
 window's requests and hands them to the metrics; "pushdown" has PostgreSQL aggregate them
 (shivx_analytics.aggregates.audit) and loads no audit row. API keys are few: both load them.
+A filtered report takes the pandas path.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from shivx_analytics import aggregates, metrics, plots
 from shivx_analytics.frames import load_api_keys, load_audit_logs
 from shivx_analytics.metrics._common import day_index
 
-from ._common import base_parameters, opened, resolve_as_of, trailing_window
+from ._common import (
+    base_parameters, empty_window_note, filter_values, filtered_path_note, opened, report_window,
+)
 from .base import Report
 
 NEAR_LIMIT = 0.8  # utilisation at or above which a key is "near its limit"
@@ -43,23 +47,27 @@ NOTES = [
 
 
 def api_usage_report(source: Any = None, *, since: object = None, until: object = None,
-                     as_of: object = None, pushdown: bool | None = None,
+                     as_of: object = None, user_id: Any = None, pushdown: bool | None = None,
                      use_views: bool | None = None) -> Report:
-    """API usage over [since, until) (default: the 30 days before as_of) and key hygiene as of
-    as_of: summary, per key per day, top endpoints, utilisation, keys near their limit,
+    """API usage over [since, until) (default: the 30 days up to the end of as_of's UTC day) and
+    key hygiene as of as_of, optionally of some users only (``user_id``: one id or a list; their
+    keys and the requests their audit events name): summary, per key per day, top endpoints, utilisation, keys near their limit,
     hygiene and keys per user tables, and figures.
 
     ``pushdown``: True aggregates in PostgreSQL (PushdownUnavailable elsewhere), False loads the
     requests; None follows Settings.pushdown (auto: PostgreSQL, when the planner expects at
     least Settings.pushdown_min_rows requests in the window). ``use_views``: True reads the
     requests per key per day from the materialized view mv_daily_api_key_usage (the rest is
-    pushed down), None follows Settings.use_views; PostgreSQL only."""
-    as_of_ts = resolve_as_of(as_of)
-    since_ts, until_ts = trailing_window(since, until, as_of_ts)
+    pushed down), None follows Settings.use_views; PostgreSQL only. A filtered report is
+    computed from the loaded requests."""
+    window = report_window(since, until, as_of)
+    since_ts, until_ts, as_of_ts = window.since, window.until, window.as_of
+    filters = filter_values(user_id=user_id)
     with opened(source) as handle, aggregates.read_connection(handle) as connection:
-        path = aggregates.choose_path(connection, pushdown=pushdown, use_views=use_views,
-                                      window_rows=aggregates.api_request_rows(since_ts, until_ts), views=True)
-        keys = load_api_keys(handle)
+        path = "pandas" if filters else aggregates.choose_path(
+            connection, pushdown=pushdown, use_views=use_views,
+            window_rows=aggregates.api_request_rows(since_ts, until_ts), views=True)
+        keys = load_api_keys(handle, user_id=user_id)
         if path == "pushdown":
             per_key_day = aggregates.requests_per_key_per_day(connection, since_ts, until_ts)
             usage = _pushdown_usage(connection, keys, since_ts, until_ts, as_of_ts, per_key_day)
@@ -67,7 +75,7 @@ def api_usage_report(source: Any = None, *, since: object = None, until: object 
             per_key_day = aggregates.requests_per_key_per_day_from_view(connection, since_ts, until_ts)
             usage = _pushdown_usage(connection, keys, since_ts, until_ts, as_of_ts, per_key_day)
         else:
-            usage = _pandas_usage(handle, keys, since_ts, until_ts, as_of_ts)
+            usage = _pandas_usage(handle, keys, since_ts, until_ts, as_of_ts, user_id)
 
     summary = usage.summary | {"error_share": usage.outcomes.error_share,
                                "rate_limited_share": usage.outcomes.rate_limited_share}
@@ -91,11 +99,16 @@ def api_usage_report(source: Any = None, *, since: object = None, until: object 
             title=f"Top {TOP_ENDPOINTS} endpoints by requests", xlabel="Requests", signed=False,
             usd=False),
     }
+    notes = list(NOTES)
+    if filters:
+        notes.append(filtered_path_note(filters))
+    if not summary["requests"]:
+        notes.append(empty_window_note("API requests", since_ts, until_ts, filters))
     return Report(name="api_usage", title="API usage report", summary=summary, tables=tables,
                   figures=figures, parameters={
-                      **base_parameters(source, since_ts, until_ts, as_of_ts),
+                      **base_parameters(source, since_ts, until_ts, as_of_ts, filters),
                       "near_limit_threshold": NEAR_LIMIT, "idle_days": IDLE_DAYS, "path": path},
-                  notes=list(NOTES))
+                  notes=notes)
 
 
 @dataclass(frozen=True)
@@ -111,9 +124,10 @@ class _WindowUsage:
 
 
 def _pandas_usage(source: Any, keys: pd.DataFrame, since: pd.Timestamp, until: pd.Timestamp,
-                  as_of: pd.Timestamp) -> _WindowUsage:
+                  as_of: pd.Timestamp, user_id: Any = None) -> _WindowUsage:
     """The window's figures from its loaded requests (metrics)."""
-    audit = load_audit_logs(source, since=since, until=until, event_type="api_request", columns=REQUEST_COLUMNS)
+    audit = load_audit_logs(source, since=since, until=until, event_type="api_request", user_id=user_id,
+                            columns=REQUEST_COLUMNS)
     return _WindowUsage(
         summary=metrics.api_usage_summary(keys, audit, as_of=as_of, threshold=NEAR_LIMIT, idle_days=IDLE_DAYS),
         outcomes=metrics.request_outcomes(audit),

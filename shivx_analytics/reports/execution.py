@@ -1,7 +1,8 @@
 """The order execution report: outcomes, fill rate, notional, slippage, latency, failures.
 
-The window is half-open [since, until) on the orders' created_at: until defaults to as_of (now,
-UTC), since to until - 30 days. Status is the orders' status as stored.
+The window is half-open [since, until) on the orders' created_at: until defaults to the end of
+as_of's UTC day (as_of: now), since to until - 30 days (docs/windows.md). Status is the orders'
+status as stored. ``user_id`` and ``token`` filter the orders as load_orders does.
 
 Two paths give the same report: the metrics functions over the loaded orders ("pandas"), or the
 same aggregates computed in PostgreSQL by aggregates.execution_aggregates ("pushdown": no order
@@ -23,7 +24,8 @@ from shivx_analytics.metrics._common import equals, float_or_none, money_sum
 from shivx_analytics.metrics.execution import STATUSES
 
 from ._common import (
-    base_parameters, label_missing, opened, resolve_as_of, stats_table, trailing_window,
+    base_parameters, empty_window_note, filter_values, filtered_path_note, label_missing, opened,
+    report_window, stats_table,
 )
 from .base import Report
 
@@ -43,25 +45,32 @@ LATENCY_HISTOGRAM = {"title": "Latency from creation to execution", "xlabel": "L
 
 
 def execution_report(source: Any = None, *, since: object = None, until: object = None,
-                     as_of: object = None, pushdown: bool | None = None) -> Report:
-    """Execution quality of orders created in [since, until) (default: the 30 days before as_of):
+                     as_of: object = None, user_id: Any = None, token: Any = None,
+                     pushdown: bool | None = None) -> Report:
+    """Execution quality of orders created in [since, until) (default: the 30 days up to the end
+    of as_of's UTC day), optionally of some users (``user_id``) and tokens (``token``; one value
+    or a list each, as load_orders takes them):
     summary, status, slippage, failure, notional, daily status and latency tables, and figures.
 
     pushdown: True computes the aggregates in PostgreSQL (no order row is loaded; an error on
     SQLite), False from the loaded orders, None as Settings.pushdown says (auto, always, never:
     see aggregates.choose_path). Both paths give the same report; ``parameters["path"]`` says
-    which ran ("pandas" or "pushdown").
+    which ran ("pandas" or "pushdown"); a filtered report is computed from the loaded orders.
     """
-    as_of_ts = resolve_as_of(as_of)
-    since_ts, until_ts = trailing_window(since, until, as_of_ts)
+    window = report_window(since, until, as_of)
+    since_ts, until_ts, as_of_ts = window.since, window.until, window.as_of
+    filters = filter_values(user_id=user_id, token=token)
     with opened(source) as readable:
-        with read_connection(readable) as connection:
-            path = choose_path(connection, pushdown=pushdown, use_views=False,
-                               window_rows=orders_window(since_ts, until_ts), views=False)
-            if path == "pushdown":
-                found = execution_aggregates(connection, since_ts, until_ts)
+        path = "pandas"
+        if not filters:
+            with read_connection(readable) as connection:
+                path = choose_path(connection, pushdown=pushdown, use_views=False,
+                                   window_rows=orders_window(since_ts, until_ts), views=False)
+                if path == "pushdown":
+                    found = execution_aggregates(connection, since_ts, until_ts)
         if path == "pandas":
-            orders = load_orders(readable, since=since_ts, until=until_ts, money="decimal")
+            orders = load_orders(readable, since=since_ts, until=until_ts, user_id=user_id, token=token,
+                                 money="decimal")
 
     if path == "pushdown":
         summary, latency, tolerance = found.summary, found.latency, found.slippage_tolerance_median
@@ -114,9 +123,14 @@ def execution_report(source: Any = None, *, since: object = None, until: object 
             colors=["#9a9a9a", plots.GAIN, plots.LOSS, "#e0a030"]),
         "latency_histogram": latency_histogram,
     }
-    parameters = {**base_parameters(source, since_ts, until_ts, as_of_ts), "path": path}
+    parameters = {**base_parameters(source, since_ts, until_ts, as_of_ts, filters), "path": path}
+    notes = list(NOTES)
+    if filters:
+        notes.append(filtered_path_note(filters))
+    if not summary["orders"]:
+        notes.append(empty_window_note("orders", since_ts, until_ts, filters))
     return Report(name="execution", title="Order execution report", summary=summary,
-                  tables=tables, figures=figures, parameters=parameters, notes=list(NOTES))
+                  tables=tables, figures=figures, parameters=parameters, notes=notes)
 
 
 def _tolerance_marker(tolerance: float | None) -> dict[str, Any]:

@@ -4,7 +4,10 @@ breakdowns, triggered exits and the FIFO reconciliation of the order ledger.
 Conventions (docs/conventions.md): realized P&L is the pnl of closed and liquidated
 positions with closed_at in [since, until), on the UTC day of closed_at; unrealized P&L is the
 pnl of positions still open, opened before until, marked at current_price. as_of defaults to
-now (UTC), until to the day after as_of, since to the UTC day of the first opened_at.
+now (UTC), until to the day after as_of, since to the UTC day of the first opened_at
+(docs/windows.md). ``user_id``, ``strategy`` and ``token`` keep some positions (as
+load_positions filters them) and the orders of the same users and tokens (those of the
+strategy's positions, with ``strategy``); a filtered report takes the pandas path.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ import pandas as pd
 
 from shivx_analytics import aggregates, metrics, plots
 from shivx_analytics.frames import load_orders, load_positions
-from shivx_analytics.metrics._common import (
-    DAY, in_window, optional_timestamp, to_decimal,
-)
+from shivx_analytics.domain.window import check_window
+from shivx_analytics.metrics._common import in_window, to_decimal
 
 from ._common import (
-    base_parameters, check_window, label_missing, opened, resolve_as_of, stats_table,
+    base_parameters, empty_window_note, filter_values, filtered_path_note, label_missing, opened,
+    report_window, stats_table,
 )
 from .base import Report
 
@@ -55,38 +58,50 @@ LEDGER_COLUMNS = ["order_id", "user_id", "token", "action", "status", "amount_in
 
 
 def pnl_report(source: Any = None, *, since: object = None, until: object = None, as_of: object = None,
+               user_id: Any = None, strategy: Any = None, token: Any = None,
                starting_capital: object = None, pushdown: bool | None = None,
                use_views: bool | None = None) -> Report:
     """P&L of positions over [since, until) (docs/conventions.md): summary, daily,
     weekly and monthly series, breakdowns by token, strategy and user, trade statistics,
     triggered exits, FIFO reconciliation, the tearsheet (monthly heatmap, rolling 30-day Sharpe
-    and volatility, underwater, worst drawdown periods, equity by strategy) and their figures."""
-    as_of_ts = resolve_as_of(as_of)
+    and volatility, underwater, worst drawdown periods, equity by strategy) and their figures.
+
+    ``user_id``, ``strategy``, ``token``: one value or a list each, as load_positions takes
+    them; the FIFO ledger keeps the executed orders of those users and tokens (and, with
+    ``strategy``, of the strategy's positions)."""
+    window = report_window(since, until, as_of, lookback=None)
+    as_of_ts, since_arg, load_until = window.as_of, window.since, window.until
     capital = _starting_capital(starting_capital)
-    since_arg = optional_timestamp(since, "since")
-    until_arg = optional_timestamp(until, "until")
-    load_until = as_of_ts.floor("D") + DAY if until_arg is None else until_arg
-    if since_arg is not None:
-        check_window(since_arg, load_until)
+    filters = filter_values(user_id=user_id, strategy=strategy, token=token)
+    chosen = {"user_id": user_id, "strategy": strategy, "token": token}
     with opened(source) as connection:
         # Alive in the window: opened before until, still open at since or later (all of them
         # when since defaults to the first opened_at).
-        positions = load_positions(connection, since=since_arg, until=load_until, money="decimal")
+        positions = load_positions(connection, since=since_arg, until=load_until, **chosen, money="decimal")
         # The ledger needs every lot bought before the window: executed orders created before until.
-        orders = load_orders(connection, status="executed", until=load_until, columns=LEDGER_COLUMNS, money="decimal")
+        orders = load_orders(connection, status="executed", until=load_until, user_id=user_id, token=token,
+                             columns=LEDGER_COLUMNS + (["position_id"] if strategy is not None else []),
+                             money="decimal")
+        if strategy is not None:  # orders carry no strategy: those of the strategy's positions
+            owned = positions if since_arg is None else load_positions(
+                connection, until=load_until, **chosen, columns=["position_id"], money="decimal")
+            orders = orders[orders["position_id"].isin(owned["position_id"]).to_numpy(dtype=bool)]
+            orders = orders[LEDGER_COLUMNS].reset_index(drop=True)
 
         window = metrics.pnl_window(positions, since=since_arg, until=load_until, as_of=as_of_ts)
         check_window(window.since, window.until)
         since_ts, until_ts = window.since, window.until
         # The daily series: from the loaded positions, or summed in PostgreSQL (push-down), or
         # read from the materialized view mv_daily_trading_performance.
-        with aggregates.read_connection(connection) as sql:
-            path = aggregates.choose_path(sql, pushdown=pushdown, use_views=use_views, views=True,
-                                          window_rows=aggregates.closed_positions_rows(since_ts, until_ts))
-            if path == "pushdown":
-                daily = aggregates.daily_realized_pnl(sql, since_ts, until_ts)
-            elif path == "views":
-                daily = aggregates.daily_realized_pnl_from_view(sql, since_ts, until_ts)
+        path = "pandas"
+        if not filters:
+            with aggregates.read_connection(connection) as sql:
+                path = aggregates.choose_path(sql, pushdown=pushdown, use_views=use_views, views=True,
+                                              window_rows=aggregates.closed_positions_rows(since_ts, until_ts))
+                if path == "pushdown":
+                    daily = aggregates.daily_realized_pnl(sql, since_ts, until_ts)
+                elif path == "views":
+                    daily = aggregates.daily_realized_pnl_from_view(sql, since_ts, until_ts)
 
     if path == "pandas":
         daily = metrics.daily_realized_pnl(positions, since_ts, until_ts)
@@ -162,10 +177,14 @@ def pnl_report(source: Any = None, *, since: object = None, until: object = None
     }
 
     notes = list(NOTES) + metrics.ratio_notes(daily, capital)
+    if filters:
+        notes.append(filtered_path_note(filters))
+    if positions.empty:
+        notes.append(empty_window_note("positions", since_ts, until_ts, filters))
     if len(fifo.problems):
         notes.append(f"The order ledger has {len(fifo.problems)} problem order(s) (see "
                      "fifo_problems): e.g. a sell larger than the holdings.")
-    parameters = base_parameters(source, since_ts, until_ts, as_of_ts)
+    parameters = base_parameters(source, since_ts, until_ts, as_of_ts, filters)
     parameters["starting_capital"] = capital
     parameters["path"] = path
     return Report(name="pnl", title="P&L report", summary=summary, tables=tables,

@@ -1,13 +1,15 @@
 """The security report: failed logins, lockouts, brute-force suspects, locked users, and whether
 the audit log's hash chain is intact.
 
-Audit events with timestamp in [since, until): until defaults to as_of (now, UTC), since to
-until - 30 days. Users are locked as of as_of when locked_until > as_of. The hash chain is
+Audit events with timestamp in [since, until): until defaults to the end of as_of's UTC day
+(as_of: now), since to until - 30 days (docs/windows.md). ``user_id`` keeps the events and
+users of some users (events without a user, e.g. failed logins of unknown names, drop out). Users are locked as of as_of when locked_until > as_of. The hash chain is
 verified over the whole log, whatever the window (verify_audit_chain).
 
 Two paths give the same report (parameters["path"] names the one taken): "pandas" loads the
 window's audit rows and hands them to the metrics; "pushdown" has PostgreSQL aggregate them
-(shivx_analytics.aggregates.audit) and loads no audit row.
+(shivx_analytics.aggregates.audit) and loads no audit row. A filtered report takes the
+pandas path.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from shivx_analytics import aggregates, metrics, plots
 from shivx_analytics.audit_chain import ChainVerification, verify_audit_chain
 from shivx_analytics.frames import load_audit_logs, load_users
 
-from ._common import base_parameters, label_missing, opened, resolve_as_of, trailing_window
+from ._common import (
+    base_parameters, empty_window_note, filter_values, filtered_path_note, label_missing, opened,
+    report_window,
+)
 from .base import Report
 
 MIN_FAILURES = 10  # brute-force suspect: at least this many failed logins from one IP ...
@@ -48,10 +53,11 @@ CHAIN_COLUMNS = {"log_id": "string", "chain_seq": "Int64", "reason": "string"}
 
 
 def security_report(source: Any = None, *, since: object = None, until: object = None,
-                    as_of: object = None, verify_chain: bool = True,
+                    as_of: object = None, user_id: Any = None, verify_chain: bool = True,
                     pushdown: bool | None = None) -> Report:
-    """Security events over [since, until) (default: the 30 days before as_of) and users locked as
-    of as_of: summary, failed logins by day, IP and user, lockouts, brute-force suspects, success
+    """Security events over [since, until) (default: the 30 days up to the end of as_of's UTC
+    day) and users locked as of as_of, optionally of some users only (``user_id``: one id or a
+    list): summary, failed logins by day, IP and user, lockouts, brute-force suspects, success
     after failures, hour x weekday grid, locked users, event types, the audit hash chain's
     verification, and figures.
 
@@ -59,17 +65,20 @@ def security_report(source: Any = None, *, since: object = None, until: object =
     million rows here): audit_chain_ok and audit_chain_rows are then None.
     ``pushdown``: True aggregates in PostgreSQL (PushdownUnavailable elsewhere), False loads the
     audit rows; None follows Settings.pushdown (auto: PostgreSQL, when the planner expects at
-    least Settings.pushdown_min_rows events in the window)."""
-    as_of_ts = resolve_as_of(as_of)
-    since_ts, until_ts = trailing_window(since, until, as_of_ts)
+    least Settings.pushdown_min_rows events in the window). A filtered report is computed from
+    the loaded events; the hash chain is verified over the whole log either way."""
+    window = report_window(since, until, as_of)
+    since_ts, until_ts, as_of_ts = window.since, window.until, window.as_of
+    filters = filter_values(user_id=user_id)
     with opened(source) as handle, aggregates.read_connection(handle) as connection:
-        path = aggregates.choose_path(connection, pushdown=pushdown, use_views=False,
-                                      window_rows=aggregates.security_rows(since_ts, until_ts), views=False)
-        users = load_users(handle)
+        path = "pandas" if filters else aggregates.choose_path(
+            connection, pushdown=pushdown, use_views=False,
+            window_rows=aggregates.security_rows(since_ts, until_ts), views=False)
+        users = load_users(handle, user_id=user_id)
         if path == "pushdown":
             measured = _pushdown_figures(connection, users, since_ts, until_ts, as_of_ts)
         else:
-            measured = _pandas_figures(handle, users, since_ts, until_ts, as_of_ts)
+            measured = _pandas_figures(handle, users, since_ts, until_ts, as_of_ts, user_id)
         chain = verify_audit_chain(handle) if verify_chain else None
 
     summary = measured.summary | {"audit_chain_ok": None if chain is None else chain.ok,
@@ -100,10 +109,15 @@ def security_report(source: Any = None, *, since: object = None, until: object =
             title=f"Failed logins by IP address (top {TOP_IPS})", xlabel="Failed logins",
             signed=False, usd=False),
     }
-    parameters = {**base_parameters(source, since_ts, until_ts, as_of_ts),
+    parameters = {**base_parameters(source, since_ts, until_ts, as_of_ts, filters),
                   "brute_force_min_failures": MIN_FAILURES, "brute_force_window": WINDOW, "path": path}
+    notes = list(NOTES)
+    if filters:
+        notes.append(filtered_path_note(filters))
+    if not int(measured.event_types["events"].sum()):
+        notes.append(empty_window_note("audit events", since_ts, until_ts, filters))
     return Report(name="security", title="Security report", summary=summary, tables=tables,
-                  figures=figures, parameters=parameters, notes=list(NOTES))
+                  figures=figures, parameters=parameters, notes=notes)
 
 
 @dataclass(frozen=True)
@@ -122,11 +136,12 @@ class _WindowFigures:
 
 
 def _pandas_figures(source: Any, users: pd.DataFrame, since: pd.Timestamp, until: pd.Timestamp,
-                    as_of: pd.Timestamp) -> _WindowFigures:
+                    as_of: pd.Timestamp, user_id: Any = None) -> _WindowFigures:
     """The window's figures from its loaded audit rows (metrics)."""
     # Logins, lockouts and access denials in full; every event, two columns, for the breakdown.
-    audit = load_audit_logs(source, since=since, until=until, event_type=EVENT_TYPES, columns=EVENT_COLUMNS)
-    kinds = load_audit_logs(source, since=since, until=until, columns=["event_type", "success"])
+    audit = load_audit_logs(source, since=since, until=until, event_type=EVENT_TYPES, user_id=user_id,
+                            columns=EVENT_COLUMNS)
+    kinds = load_audit_logs(source, since=since, until=until, user_id=user_id, columns=["event_type", "success"])
     return _WindowFigures(
         summary=metrics.security_summary(audit, users, as_of=as_of, min_failures=MIN_FAILURES, window=WINDOW),
         per_day=metrics.failed_logins_by_day(audit, since, until),
