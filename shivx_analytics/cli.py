@@ -41,7 +41,7 @@ ReadUrlOption = Annotated[Optional[str], typer.Option(
 
 def fail(message: str, code: Exit) -> typer.Exit:
     """Print ``message`` on stderr and return the Exit to raise."""
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {db.redact(message)}", err=True)  # a driver's message may quote a secret
     return typer.Exit(int(code))
 
 
@@ -121,8 +121,14 @@ def db_grant(
     analytics_role: str = typer.Option("shivx_analytics", help="Read-only role without access to secret columns"),
     app_password_env: Optional[str] = typer.Option(None, help="Name of an environment variable holding the app role's password"),
     analytics_password_env: Optional[str] = typer.Option(None, help="Name of an environment variable holding the analytics role's password"),
+    reset_passwords: bool = typer.Option(
+        False, "--reset-passwords",
+        help="Change the password of a role that already exists (roles are cluster-wide: other databases use it too)"),
 ):
-    """PostgreSQL: create/refresh the application and read-only analytics roles and their grants."""
+    """PostgreSQL: create/refresh the application and read-only analytics roles and their grants.
+
+    Prints the statements run (passwords as ***), then every change that outlives this database
+    (roles are cluster-wide) or took a privilege away."""
     from shivx_analytics.roles import RoleNames, grant_roles
 
     def password(variable):
@@ -134,10 +140,13 @@ def db_grant(
 
     target = db.resolve_url(url)
     names = RoleNames(app=app_role, analytics=analytics_role)
-    statements = run_guarded(lambda: grant_roles(target, names, app_password=password(app_password_env),
-                                                 analytics_password=password(analytics_password_env)))
-    for statement in statements:
+    result = run_guarded(lambda: grant_roles(target, names, app_password=password(app_password_env),
+                                             analytics_password=password(analytics_password_env),
+                                             reset_passwords=reset_passwords))
+    for statement in result.statements:
         typer.echo(statement)
+    for change in result.changes:
+        typer.echo(f"changed: {change}")
 
 
 @db_app.command("partitions")
