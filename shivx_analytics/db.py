@@ -57,8 +57,10 @@ class StatementTimeout(RuntimeError):
 def resolve_url(url: str | URL | None = None) -> str:
     """``url``, else SHIVX_DATABASE_URL, else the local SQLite file."""
     if url is None:
-        return get_settings().database_url
-    return url.render_as_string(hide_password=False) if isinstance(url, URL) else str(url)
+        url = get_settings().database_url
+    text = url.render_as_string(hide_password=False) if isinstance(url, URL) else str(url)
+    redact("", text)  # remember its secrets: any message quoting them is masked when shown
+    return text
 
 
 def analytics_url(url: str | URL | None = None, *, primary: str | URL | None = None) -> str:
@@ -69,19 +71,19 @@ def analytics_url(url: str | URL | None = None, *, primary: str | URL | None = N
         return resolve_url(url)
     replica = get_settings().analytics_database_url
     if replica:
-        return replica
+        return resolve_url(replica)
     return resolve_url(primary)
 
 
 def normalize_url(url: str | URL, *, asynchronous: bool = False) -> URL:
     """The URL with our driver for its backend: psycopg/asyncpg for PostgreSQL, sqlite/aiosqlite.
 
-    A password given as ``?password=`` moves into the user-info, where SQLAlchemy hides it in
-    every rendering (repr(engine), str(engine.url), logs); it wins over a user-info password,
-    as it does for the drivers."""
+    PostgreSQL: a password given as ``?password=`` moves into the user-info, where SQLAlchemy
+    hides it in every rendering (repr(engine), str(engine.url), logs); it wins over a user-info
+    password, as it does for the drivers. (SQLite ignores it; mask_url hides it there.)"""
     parsed = make_url(url) if not isinstance(url, URL) else url
     _remember_secrets(parsed)
-    if "password" in parsed.query:
+    if "password" in parsed.query and parsed.get_backend_name() in ("postgresql", "postgres"):
         password = parsed.query["password"]
         password = password[-1] if isinstance(password, tuple) else password
         parsed = parsed.set(password=password).difference_update_query(["password"])
