@@ -65,6 +65,13 @@ __all__ = ["generate_demo_data", "parse_scale", "is_seeded", "SCALES", "DEMO_PAS
 SCALES = {"small": 2_000, "medium": 100_000, "large": 1_000_000}  # orders
 MIN_ORDERS = 20
 HISTORY_DAYS = 90
+# The generated times reach back HISTORY_DAYS + 181 days before as_of (accounts created before
+# the window) and 365 days after it (API-key expiries): as_of keeps all of them within the
+# years 1-9999 that datetimes, the loaders and both databases share.
+EARLIEST_DAYS_BEFORE_AS_OF = HISTORY_DAYS + 181
+LATEST_DAYS_AFTER_AS_OF = 365
+AS_OF_EARLIEST = datetime(1, 1, 1, tzinfo=timezone.utc) + timedelta(days=EARLIEST_DAYS_BEFORE_AS_OF + 1)
+AS_OF_LATEST = datetime(9999, 12, 31, tzinfo=timezone.utc) - timedelta(days=LATEST_DAYS_AFTER_AS_OF + 1)
 AUDIT_ROWS_PER_ORDER = 2.5
 MAX_USERS = 500
 DEMO_PASSWORD = "shivx-demo-password"
@@ -161,10 +168,20 @@ def _resolve_as_of(as_of: datetime | date | str | None) -> datetime:
             raise ValueError(f"as_of: cannot parse {as_of!r}; give an ISO date or datetime "
                              "such as '2025-10-28' or '2025-10-28T00:00:00Z'") from None
     if isinstance(as_of, datetime):
-        return as_of.replace(tzinfo=timezone.utc) if as_of.tzinfo is None else as_of.astimezone(timezone.utc)
-    if isinstance(as_of, date):
-        return datetime(as_of.year, as_of.month, as_of.day, tzinfo=timezone.utc)
-    raise ValueError(f"as_of must be a datetime, date or ISO string, got {type(as_of).__name__}")
+        try:
+            resolved = as_of.replace(tzinfo=timezone.utc) if as_of.tzinfo is None else as_of.astimezone(timezone.utc)
+        except OverflowError:  # an offset that moves it out of the years 1-9999
+            resolved = None
+    elif isinstance(as_of, date):
+        resolved = datetime(as_of.year, as_of.month, as_of.day, tzinfo=timezone.utc)
+    else:
+        raise ValueError(f"as_of must be a datetime, date or ISO string, got {type(as_of).__name__}")
+    if resolved is None or not AS_OF_EARLIEST <= resolved <= AS_OF_LATEST:
+        raise ValueError(f"as_of (--as-of) {as_of!s} is outside the range the demo can generate: "
+                         f"{AS_OF_EARLIEST.date().isoformat()} to {AS_OF_LATEST.date().isoformat()} UTC (its history "
+                         f"starts up to {EARLIEST_DAYS_BEFORE_AS_OF} days before as_of, API keys expire up to "
+                         f"{LATEST_DAYS_AFTER_AS_OF} days after)")
+    return resolved
 
 
 # Connections and the transaction

@@ -485,3 +485,28 @@ def test_as_of_defaults_to_the_start_of_the_current_utc_day(backend, engine, cap
     with engine.connect() as connection:
         latest = connection.execute(sa.select(sa.func.max(SecurityAuditLog.__table__.c.timestamp))).scalar_one()
     assert before - timedelta(days=1) < latest < after
+
+
+@pytest.mark.parametrize("as_of", ["9999-12-31", "9999-12-31T23:00:00-05:00", "0001-01-01", "0001-06-01",
+                                   datetime(9999, 12, 31, 23, 59, tzinfo=timezone.utc)])
+def test_an_as_of_outside_the_generable_range_is_refused_naming_the_range(as_of):
+    """The demo's times reach 271 days before and 365 days after as_of: near the ends of the
+    years 1-9999 the option is refused (ValueError, the CLI's exit 2), not a Python overflow."""
+    with pytest.raises(ValueError, match=r"as_of \(--as-of\) .* is outside the range the demo can generate: "
+                                         r"0001-09-30 to 9998-12-30 UTC"):
+        generate_demo_data("sqlite:///:memory:", as_of=as_of)
+
+
+def test_seed_with_as_of_at_the_end_of_time_exits_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from shivx_analytics.cli import app
+
+    target = tmp_path / "end.db"
+    result = CliRunner().invoke(app, ["seed", "--url", f"sqlite:///{target}", "--as-of", "9999-12-31"])
+    assert result.exit_code == 2, result.output
+    assert "--as-of" in result.stderr and "9998-12-30" in result.stderr and "Traceback" not in result.output
+    assert demo.AS_OF_LATEST == datetime(9998, 12, 30, tzinfo=timezone.utc)
+    # the last as_of accepted generates every row within the years 1-9999
+    counts = generate_demo_data(f"sqlite:///{target}", scale=50, as_of=demo.AS_OF_LATEST)
+    assert counts["orders"] == 50
