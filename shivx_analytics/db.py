@@ -283,6 +283,22 @@ def _is_file_database(url: URL) -> bool:
     return bool(url.database) and url.database != ":memory:" and not url.database.startswith("file::memory:")
 
 
+def _use_wal(cursor) -> None:  # noqa: ANN001
+    """Switch a SQLite file to WAL, unless it already is or cannot be written.
+
+    The switch writes the file's header: on a read-only file (permissions, an immutable file, a
+    ``mode=ro`` URI) it fails with "attempt to write a readonly database", and every connection
+    -- reports and loaders only read -- failed with it. Such a file is read in the journal mode it has.
+    """
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except Exception as exc:  # sqlite3's or aiosqlite's OperationalError
+        if "readonly" not in str(exc).lower().replace("read-only", "readonly"):
+            raise
+
+
 def _configure_sqlite(engine: Engine, url: URL, settings: Settings) -> None:
     """Foreign keys on every application connection; WAL for files; a busy timeout; the statement timeout."""
     wal = _is_file_database(url)
@@ -296,7 +312,7 @@ def _configure_sqlite(engine: Engine, url: URL, settings: Settings) -> None:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
             if wal:
-                cursor.execute("PRAGMA journal_mode=WAL")
+                _use_wal(cursor)
                 cursor.execute("PRAGMA synchronous=NORMAL")
         finally:
             cursor.close()
@@ -487,9 +503,13 @@ def connect(url: str | URL | None = None, *, analytics: bool = False) -> Engine:
 
 
 def database_path(url: str | URL) -> Path | None:
-    """The file of a SQLite URL, or None."""
+    """The file of a SQLite URL (also of a ``sqlite:///file:PATH?mode=ro&uri=true`` URI), or None."""
     parsed = make_url(url) if not isinstance(url, URL) else url
     if parsed.get_backend_name() == "sqlite" and _is_file_database(parsed):
+        if str(parsed.query.get("uri", "")).lower() in ("true", "1") and parsed.database.startswith("file:"):
+            from urllib.parse import unquote, urlsplit
+
+            return Path(unquote(urlsplit(parsed.database).path))
         return Path(parsed.database)
     return None
 

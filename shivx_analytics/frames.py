@@ -94,7 +94,7 @@ from sqlalchemy.orm import Session
 from shivx_analytics import _arrow
 from shivx_analytics._arrow import FrameDataError
 from shivx_analytics import db as _db
-from shivx_analytics.db import DatabaseUnavailable, mask_url, normalize_url
+from shivx_analytics.db import DatabaseUnavailable, database_path, mask_url, normalize_url
 from shivx_analytics.models import (
     APIKey, Order, OrderAction, OrderStatus, OrderType, Position, PositionStatus, SecurityAuditLog, User,
 )
@@ -952,8 +952,8 @@ def _sqlite_batches(url: URL, query: _Query, fetch: list[str], size: int | None,
     if ordered:
         statement = statement.order_by(t.c[frame.time], t.c[frame.id])
     sql, params = _positional(statement, SQLiteDialect())
-    path = Path(url.database)
-    if not path.exists():
+    path = database_path(url)  # a file: URI (mode=ro&uri=true) names its file too
+    if path is None or not path.exists():
         raise DatabaseUnavailable(f"cannot read {mask_url(url)}: no such SQLite file")
     types = [pa.int64() if frame.column(n).kind in ("int", "bool") else pa.string() for n in fetch]
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
