@@ -312,16 +312,14 @@ def demo(
     """The main job: SQLite file, migrate, seed once, write every report (HTML, JSON, CSV)."""
     import datetime as dt
 
-    from shivx_analytics.demo import generate_demo_data, is_seeded
+    from shivx_analytics.demo import seed_once
 
     when = _parse_when(as_of, "as_of") or dt.datetime.now(dt.timezone.utc).replace(
         hour=0, minute=0, second=0, microsecond=0)
     target = f"sqlite:///{path}"
 
     def work():
-        db.migrate(target)
-        if not is_seeded(target):
-            generate_demo_data(target, seed=0, scale="small", as_of=when, progress=_progress_enabled(progress))
+        seed_once(target, seed=0, scale="small", as_of=when, progress=_progress_enabled(progress))  # once, locked
         directory = out / when.strftime("%Y-%m-%d")
         written = _write_reports(target, REPORT_NAMES, FORMATS, directory,
                                  {"since": None, "until": None, "as_of": when}, None, summaries := {})
@@ -370,12 +368,9 @@ VIEW_REPORTS = ("pnl", "api-usage")  # the reports that can read the materialize
 
 def _write_reports(url: str, names, formats, directory: Path, window: dict, capital, summaries: dict | None = None,
                    paths: dict | None = None):
-    """Build every report in memory, render into a staging folder, then move files into place."""
-    import contextlib
-    import shutil
-    import tempfile
-
+    """Build every report in memory, render them into a staging folder, then swap the set in."""
     import shivx_analytics as sx
+    from shivx_analytics.reports._export import UnwritableDirectory, write_report_set
 
     builders = {"pnl": sx.pnl_report, "execution": sx.execution_report,
                 "api-usage": sx.api_usage_report, "security": sx.security_report}
@@ -394,14 +389,8 @@ def _write_reports(url: str, names, formats, directory: Path, window: dict, capi
             built[name] = builders[name](engine, **kwargs)
     finally:
         engine.dispose()
-    created = not directory.exists()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory))
-    except OSError as exc:
-        raise fail(f"cannot write reports to {str(directory)!r}: {exc.strerror or exc}; "
-                   "pass --out a directory you can write to", Exit.FAILED) from None
-    try:
+
+    def render(staging: Path) -> None:
         for name, report in built.items():
             stem = name.replace("-", "_")
             if "html" in formats:
@@ -412,22 +401,12 @@ def _write_reports(url: str, names, formats, directory: Path, window: dict, capi
                 report.to_csv(staging / f"{stem}_csv")
             if summaries is not None:
                 summaries[name] = report.summary
-        written = []
-        for item in sorted(staging.iterdir()):
-            destination = directory / item.name
-            if destination.is_dir():
-                shutil.rmtree(destination)
-            os.replace(item, destination)
-            written.append(destination)
-        return written
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created:  # a failed first run leaves no empty folder behind either
-            with contextlib.suppress(OSError):
-                directory.rmdir()
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    try:
+        return write_report_set(directory, render)  # the whole set at once, or nothing
+    except UnwritableDirectory as exc:
+        raise fail(f"cannot write reports to {str(directory)!r}: {exc.strerror or exc}; "
+                   "pass --out a directory you can write to", Exit.FAILED) from None
 
 
 def _print_summaries(summaries: dict) -> None:

@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -60,7 +61,7 @@ from shivx_analytics.models import (
 )
 from shivx_analytics.models.audit_chain import CHAIN_TABLE, ChainTip, lock_chain, store_tip
 
-__all__ = ["generate_demo_data", "parse_scale", "is_seeded", "SCALES", "DEMO_PASSWORD", "HISTORY_DAYS"]
+__all__ = ["generate_demo_data", "parse_scale", "is_seeded", "seed_once", "SCALES", "DEMO_PASSWORD", "HISTORY_DAYS"]
 
 SCALES = {"small": 2_000, "medium": 100_000, "large": 1_000_000}  # orders
 MIN_ORDERS = 20
@@ -1713,3 +1714,39 @@ def is_seeded(source: Any) -> bool:
                 raise
             return True
     return False
+
+
+def seed_once(url: str, *, seed: int = 0, scale: str | int = "small", as_of: datetime | date | str | None = None,
+              progress: bool = False) -> bool:
+    """Migrate ``url`` and fill it with the demo unless it already holds rows; True if it seeded.
+
+    The first run of `shivx-analytics demo` on a new file: several at once (cron, a few
+    terminals) each migrated and seeded the same file, and all but one failed (a migration or
+    a seed racing another). For a SQLite file an exclusive lock on a file next to it
+    (``<database>.lock``) makes the runs take turns, and each checks again under the lock: the
+    first seeds, the others find it seeded.
+    """
+    from shivx_analytics.db import database_path, migrate
+
+    _resolve_as_of(as_of)  # a bad as_of is refused before any file or lock is made
+    path = database_path(url)
+    with _exclusive_lock(path.with_name(path.name + ".lock")) if path is not None else suppress():
+        migrate(url)
+        if is_seeded(url):
+            return False
+        generate_demo_data(url, seed=seed, scale=scale, as_of=as_of, progress=progress)
+        return True
+
+
+@contextmanager
+def _exclusive_lock(lock_path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (flock) on ``lock_path``, held until the block ends."""
+    import fcntl
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
