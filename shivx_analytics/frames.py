@@ -736,7 +736,17 @@ def _chunks(frame, target, batches, fetch, output, size) -> Iterator[pd.DataFram
 
 def _typed(frame: _Frame, raw: pa.Table, keep: list[str]) -> dict[str, pa.Array]:
     """One batch: every fetched column converted to its frame type, then the derived ones."""
-    typed = {name: _convert(raw.column(name), frame.column(name)) for name in raw.column_names}
+    typed = {}
+    for name in raw.column_names:
+        try:
+            typed[name] = _convert(raw.column(name), frame.column(name))
+        except FrameDataError as exc:  # a value that cannot be converted: say where it is stored
+            position = getattr(exc, "position", None)
+            if position is None:
+                raise
+            row = (f"{frame.id} {_arrow.to_id(raw.column(frame.id).slice(position, 1))[0]}"
+                   if frame.id in raw.column_names else f"row {position + 1} of its batch")
+            raise FrameDataError(f"{frame.name}.{name} at {row}: {exc}") from None
     typed = _arrow.detach(typed, raw)
     for name in keep:
         column = frame.column(name)
