@@ -127,12 +127,41 @@ def to_time(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     if pa.types.is_null(array.type) or array.null_count == len(array):
         return pa.nulls(len(array), TIME_TYPE)
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        array = array.cast(pa.timestamp("us"))
+        return _text_time(array)
     if not pa.types.is_timestamp(array.type):
         raise FrameDataError(f"a timestamp arrived as {array.type}")
     if array.type.tz is None:
         return array.cast(pa.timestamp("us")).cast(TIME_TYPE)
     return array.cast(pa.timestamp("us", tz=array.type.tz)).cast(TIME_TYPE)
+
+
+_ZONE_OFFSET = r"(Z|[+-]\d{2}(:?\d{2})?)$"  # '...+02:00', '...-0530', '...Z'
+
+
+def _text_time(array: pa.Array) -> pa.Array:
+    """SQLite's text timestamps: naive text is UTC (how UTCDateTime writes it); text with a zone
+    offset (written by raw SQL, say '2025-10-01 12:00:00+02:00') names its instant unambiguously
+    and is converted to UTC. Text that is neither raises FrameDataError with its ``position``."""
+    try:
+        return array.cast(pa.timestamp("us")).cast(TIME_TYPE)
+    except pa.ArrowInvalid:
+        pass
+    with_offset = pc.fill_null(pc.match_substring_regex(array, _ZONE_OFFSET), False)
+    missing = pa.scalar(None, array.type)
+    try:
+        aware = pc.if_else(with_offset, array, missing).cast(TIME_TYPE)
+        naive = pc.if_else(with_offset, missing, array).cast(pa.timestamp("us")).cast(TIME_TYPE)
+    except pa.ArrowInvalid:
+        for position, (text, offset) in enumerate(zip(array.to_pylist(), with_offset.to_pylist())):
+            try:
+                pa.array([text], array.type).cast(TIME_TYPE if offset else pa.timestamp("us"))
+            except pa.ArrowInvalid:
+                error = FrameDataError(f"timestamp text {text!r} is not 'YYYY-MM-DD HH:MM:SS[.ffffff]' in UTC "
+                                       "or with a zone offset (+HH:MM)")
+                error.position = position
+                raise error from None
+        raise
+    return pc.if_else(with_offset, aware, naive)
 
 
 def to_text(column: pa.Array | pa.ChunkedArray) -> pa.Array:

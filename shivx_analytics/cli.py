@@ -85,7 +85,7 @@ ReadUrlOption = Annotated[Optional[str], typer.Option(
 
 def fail(message: str, code: Exit) -> typer.Exit:
     """Print ``message`` on stderr and return the Exit to raise."""
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {db.redact(message)}", err=True)  # a driver's message may quote a secret
     return typer.Exit(int(code))
 
 
@@ -271,8 +271,14 @@ def db_grant(
     analytics_role: str = typer.Option("shivx_analytics", help="Read-only role without access to secret columns"),
     app_password_env: Optional[str] = typer.Option(None, help="Name of an environment variable holding the app role's password"),
     analytics_password_env: Optional[str] = typer.Option(None, help="Name of an environment variable holding the analytics role's password"),
+    reset_passwords: bool = typer.Option(
+        False, "--reset-passwords",
+        help="Change the password of a role that already exists (roles are cluster-wide: other databases use it too)"),
 ):
-    """PostgreSQL: create/refresh the application and read-only analytics roles and their grants."""
+    """PostgreSQL: create/refresh the application and read-only analytics roles and their grants.
+
+    Prints the statements run (passwords as ***), then every change that outlives this database
+    (roles are cluster-wide) or took a privilege away."""
     from shivx_analytics.roles import RoleNames, grant_roles
 
     def password(variable):
@@ -284,10 +290,13 @@ def db_grant(
 
     target = _existing_database(url)
     names = RoleNames(app=app_role, analytics=analytics_role)
-    statements = run_guarded(lambda: grant_roles(target, names, app_password=password(app_password_env),
-                                                 analytics_password=password(analytics_password_env)))
-    for statement in statements:
+    result = run_guarded(lambda: grant_roles(target, names, app_password=password(app_password_env),
+                                             analytics_password=password(analytics_password_env),
+                                             reset_passwords=reset_passwords))
+    for statement in result.statements:
         typer.echo(statement)
+    for change in result.changes:
+        typer.echo(f"changed: {change}")
 
 
 @db_app.command("partitions")
@@ -472,7 +481,7 @@ def demo(
 ):
     """The main job: SQLite file, migrate, seed once, write every report (HTML, JSON, CSV)."""
     from shivx_analytics.aggregates import data_as_of
-    from shivx_analytics.demo import generate_demo_data, is_seeded
+    from shivx_analytics.demo import seed_once
     from shivx_analytics.domain.window import resolve_as_of
 
     requested = _parse_when(as_of, "as_of")
@@ -484,20 +493,18 @@ def demo(
     target = f"sqlite:///{path}"
 
     def work():
-        db.migrate(target)
-        if is_seeded(target):
+        today = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        when = requested or today
+        # Migrate and seed once (several first runs on one new file take turns under a lock).
+        if not seed_once(target, seed=0, scale="small", as_of=when, progress=_progress_enabled(progress)):
             seeded = data_as_of(target)
-            when = requested or seeded
+            when = requested or seeded or dt.datetime.now(dt.timezone.utc)
             if seeded is not None and when != seeded:
                 typer.echo(f"{path}: seeded earlier, its data ends at {seeded:%Y-%m-%d %H:%M} UTC; reporting "
                            f"as of {when:%Y-%m-%d %H:%M} UTC as asked", err=True)
             elif seeded is not None:
                 typer.echo(f"{path}: seeded earlier; reporting as of its data's date, {seeded:%Y-%m-%d} "
                            "(pass --as-of for another date)", err=True)
-        else:
-            when = requested or dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-            generate_demo_data(target, seed=0, scale="small", as_of=when, progress=_progress_enabled(progress))
-        when = when or dt.datetime.now(dt.timezone.utc)
         directory = out / when.strftime("%Y-%m-%d")
         written = _write_reports(target, REPORT_NAMES, FORMATS, directory,
                                  {"since": None, "until": None, "as_of": when}, None, summaries := {})
@@ -562,12 +569,9 @@ def _report_filters(names, given: dict[str, list[str]]) -> dict[str, list[str]]:
 
 def _write_reports(url: str, names, formats, directory: Path, window: dict, capital, summaries: dict | None = None,
                    paths: dict | None = None, filters: dict | None = None):
-    """Build every report in memory, render into a staging folder, then move files into place."""
-    import contextlib
-    import shutil
-    import tempfile
-
+    """Build every report in memory, render them into a staging folder, then swap the set in."""
     import shivx_analytics as sx
+    from shivx_analytics.reports._export import UnwritableDirectory, write_report_set
 
     builders = {"pnl": sx.pnl_report, "execution": sx.execution_report,
                 "api-usage": sx.api_usage_report, "security": sx.security_report}
@@ -588,14 +592,8 @@ def _write_reports(url: str, names, formats, directory: Path, window: dict, capi
     finally:
         engine.dispose()
     _print_empty_window_notes(built)
-    created = not directory.exists()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory))
-    except OSError as exc:
-        raise fail(f"cannot write reports to {str(directory)!r}: {exc.strerror or exc}; "
-                   "pass --out a directory you can write to", Exit.FAILED) from None
-    try:
+
+    def render(staging: Path) -> None:
         for name, report in built.items():
             stem = name.replace("-", "_")
             if "html" in formats:
@@ -606,22 +604,12 @@ def _write_reports(url: str, names, formats, directory: Path, window: dict, capi
                 report.to_csv(staging / f"{stem}_csv")
             if summaries is not None:
                 summaries[name] = report.summary
-        written = []
-        for item in sorted(staging.iterdir()):
-            destination = directory / item.name
-            if destination.is_dir():
-                shutil.rmtree(destination)
-            os.replace(item, destination)
-            written.append(destination)
-        return written
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created:  # a failed first run leaves no empty folder behind either
-            with contextlib.suppress(OSError):
-                directory.rmdir()
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    try:
+        return write_report_set(directory, render)  # the whole set at once, or nothing
+    except UnwritableDirectory as exc:
+        raise fail(f"cannot write reports to {str(directory)!r}: {exc.strerror or exc}; "
+                   "pass --out a directory you can write to", Exit.FAILED) from None
 
 
 def _print_empty_window_notes(built: dict) -> None:

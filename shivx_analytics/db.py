@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -9,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -25,7 +26,8 @@ __all__ = [
     "DatabaseUnavailable", "normalize_url", "mask_url", "create_engine", "create_async_engine",
     "init_db", "close_db", "get_db", "get_session", "health_check", "HealthStatus", "connect", "resolve_url",
     "analytics_url", "engine_url",
-    "StatementTimeout", "run_in_transaction", "is_retryable", "is_connection_lost",
+    "StatementTimeout", "run_in_transaction", "is_retryable", "is_connection_lost", "redact",
+    "is_secret_parameter",
 ]
 
 SYNC_DRIVERS = {"postgresql": "postgresql+psycopg", "sqlite": "sqlite"}
@@ -33,6 +35,11 @@ ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite
 
 
 TLS_PARAMETERS = ("sslmode", "sslrootcert", "sslcert", "sslkey")  # libpq's names, in URL query or Settings
+# A URL query parameter whose name holds one of these carries a secret (libpq's password and
+# sslpassword, a driver's token or api_key ...): shown as *** wherever a URL is shown.
+SECRET_PARAMETER_WORDS = ("password", "passwd", "pwd", "secret", "token", "key")
+MASK = "***"
+REDACT_MIN_CHARS = 4  # shorter secrets are not searched for in free text (they would mangle every message)
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock detected
 SQLITE_PROGRESS_STEPS = 1_000  # SQLite VM instructions between two statement-timeout checks
 
@@ -50,8 +57,10 @@ class StatementTimeout(RuntimeError):
 def resolve_url(url: str | URL | None = None) -> str:
     """``url``, else SHIVX_DATABASE_URL, else the local SQLite file."""
     if url is None:
-        return get_settings().database_url
-    return url.render_as_string(hide_password=False) if isinstance(url, URL) else str(url)
+        url = get_settings().database_url
+    text = url.render_as_string(hide_password=False) if isinstance(url, URL) else str(url)
+    redact("", text)  # remember its secrets: any message quoting them is masked when shown
+    return text
 
 
 def analytics_url(url: str | URL | None = None, *, primary: str | URL | None = None) -> str:
@@ -62,13 +71,22 @@ def analytics_url(url: str | URL | None = None, *, primary: str | URL | None = N
         return resolve_url(url)
     replica = get_settings().analytics_database_url
     if replica:
-        return replica
+        return resolve_url(replica)
     return resolve_url(primary)
 
 
 def normalize_url(url: str | URL, *, asynchronous: bool = False) -> URL:
-    """The URL with our driver for its backend: psycopg/asyncpg for PostgreSQL, sqlite/aiosqlite."""
+    """The URL with our driver for its backend: psycopg/asyncpg for PostgreSQL, sqlite/aiosqlite.
+
+    PostgreSQL: a password given as ``?password=`` moves into the user-info, where SQLAlchemy
+    hides it in every rendering (repr(engine), str(engine.url), logs); it wins over a user-info
+    password, as it does for the drivers. (SQLite ignores it; mask_url hides it there.)"""
     parsed = make_url(url) if not isinstance(url, URL) else url
+    _remember_secrets(parsed)
+    if "password" in parsed.query and parsed.get_backend_name() in ("postgresql", "postgres"):
+        password = parsed.query["password"]
+        password = password[-1] if isinstance(password, tuple) else password
+        parsed = parsed.set(password=password).difference_update_query(["password"])
     backend = parsed.get_backend_name()
     if backend == "postgres":
         backend = "postgresql"
@@ -78,13 +96,50 @@ def normalize_url(url: str | URL, *, asynchronous: bool = False) -> URL:
     return parsed.set(drivername=drivers[backend])
 
 
+def is_secret_parameter(name: str) -> bool:
+    """True for a URL query parameter that carries a secret (password, sslpassword, api_key, token ...)."""
+    lowered = name.lower()
+    return any(word in lowered for word in SECRET_PARAMETER_WORDS)
+
+
 def mask_url(url: str | URL) -> str:
-    """The URL as text with any password replaced by ``***``."""
+    """The URL as text with every secret replaced by ``***``: the user-info password and the
+    value of each query parameter naming a password, secret, token or key (``?password=``,
+    ``sslpassword``, ...). The one function that shows a database URL: health, errors, report
+    parameters, the CLI and notebooks all go through it."""
     try:
         parsed = make_url(url) if not isinstance(url, URL) else url
     except Exception:
         return "<unparseable database URL>"
-    return parsed.render_as_string(hide_password=True)
+    _remember_secrets(parsed)
+    secret = {name: MASK for name in parsed.query if is_secret_parameter(name)}
+    text = parsed.update_query_dict(secret).render_as_string(hide_password=True)
+    return text.replace("=%2A%2A%2A", "=" + MASK) if secret else text
+
+
+# Every secret of a URL this process has parsed (its password, its secret query values): error
+# text from drivers and libraries is passed through redact() before it is shown, so a secret
+# that some message quotes verbatim is masked too.
+_KNOWN_SECRETS: set[str] = set()
+
+
+def _remember_secrets(url: URL) -> None:
+    values = [url.password] + [value for name, value in url.query.items() if is_secret_parameter(name)]
+    for value in values:
+        for text in (value if isinstance(value, tuple) else (value,)):
+            if text is not None and len(str(text)) >= REDACT_MIN_CHARS:
+                _KNOWN_SECRETS.add(str(text))
+                _KNOWN_SECRETS.add(quote(str(text), safe=""))
+
+
+def redact(text: str, *urls: str | URL) -> str:
+    """``text`` with every known secret (of ``urls`` and of any URL this process parsed) replaced by ***."""
+    for url in urls:
+        with contextlib.suppress(Exception):
+            _remember_secrets(make_url(url) if not isinstance(url, URL) else url)
+    for secret in sorted(_KNOWN_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
 
 
 def create_engine(url: str | URL | None = None, *, settings: Settings | None = None, **kwargs: Any) -> Engine:
@@ -96,7 +151,7 @@ def create_engine(url: str | URL | None = None, *, settings: Settings | None = N
     settings = settings or get_settings()
     target = engine_url(url, settings=settings)
     options = _engine_options(target, settings)
-    engine = sa.create_engine(target, **(options | kwargs))
+    engine = sa.create_engine(target, **(options | kwargs | NEVER_LOG_PARAMETERS))
     if target.get_backend_name() == "sqlite":
         _configure_sqlite(engine, target, settings)
     _report_statement_timeouts(engine, settings)
@@ -121,11 +176,16 @@ def create_async_engine(url: str | URL | None = None, *, settings: Settings | No
     options = _engine_options(target, settings)
     if target.get_backend_name() == "postgresql":
         target, options["connect_args"] = _asyncpg_connect_args(target, settings)
-    engine = sa_create_async_engine(target, **(options | kwargs))
+    engine = sa_create_async_engine(target, **(options | kwargs | NEVER_LOG_PARAMETERS))
     if target.get_backend_name() == "sqlite":
         _configure_sqlite(engine.sync_engine, target, settings)
     _report_statement_timeouts(engine.sync_engine, settings)
     return engine
+
+
+# Statement parameters carry password and key hashes (users, api_keys inserts): they are never
+# logged (SHIVX_ECHO, echo=...) nor put in an error's message, whatever the caller passes.
+NEVER_LOG_PARAMETERS = {"hide_parameters": True}
 
 
 def _engine_options(url: URL, settings: Settings) -> dict[str, Any]:
@@ -223,6 +283,22 @@ def _is_file_database(url: URL) -> bool:
     return bool(url.database) and url.database != ":memory:" and not url.database.startswith("file::memory:")
 
 
+def _use_wal(cursor) -> None:  # noqa: ANN001
+    """Switch a SQLite file to WAL, unless it already is or cannot be written.
+
+    The switch writes the file's header: on a read-only file (permissions, an immutable file, a
+    ``mode=ro`` URI) it fails with "attempt to write a readonly database", and every connection
+    -- reports and loaders only read -- failed with it. Such a file is read in the journal mode it has.
+    """
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except Exception as exc:  # sqlite3's or aiosqlite's OperationalError
+        if "readonly" not in str(exc).lower().replace("read-only", "readonly"):
+            raise
+
+
 def _configure_sqlite(engine: Engine, url: URL, settings: Settings) -> None:
     """Foreign keys on every application connection; WAL for files; a busy timeout; the statement timeout."""
     wal = _is_file_database(url)
@@ -236,7 +312,7 @@ def _configure_sqlite(engine: Engine, url: URL, settings: Settings) -> None:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
             if wal:
-                cursor.execute("PRAGMA journal_mode=WAL")
+                _use_wal(cursor)
                 cursor.execute("PRAGMA synchronous=NORMAL")
         finally:
             cursor.close()
@@ -427,9 +503,13 @@ def connect(url: str | URL | None = None, *, analytics: bool = False) -> Engine:
 
 
 def database_path(url: str | URL) -> Path | None:
-    """The file of a SQLite URL, or None."""
+    """The file of a SQLite URL (also of a ``sqlite:///file:PATH?mode=ro&uri=true`` URI), or None."""
     parsed = make_url(url) if not isinstance(url, URL) else url
     if parsed.get_backend_name() == "sqlite" and _is_file_database(parsed):
+        if str(parsed.query.get("uri", "")).lower() in ("true", "1") and parsed.database.startswith("file:"):
+            from urllib.parse import unquote, urlsplit
+
+            return Path(unquote(urlsplit(parsed.database).path))
         return Path(parsed.database)
     return None
 
@@ -474,7 +554,7 @@ def _run_alembic(operation, url: str | URL | None, revision: str) -> None:
     so SQLite's foreign keys stay off while batch migrations recreate tables.
     """
     target = normalize_url(resolve_url(url))
-    engine = sa.create_engine(target, poolclass=sa.pool.NullPool)
+    engine = sa.create_engine(target, poolclass=sa.pool.NullPool, **NEVER_LOG_PARAMETERS)
     config = alembic_config(url)
     try:
         with engine.begin() as connection:

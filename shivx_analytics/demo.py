@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -61,11 +62,18 @@ from shivx_analytics.models import (
 )
 from shivx_analytics.models.audit_chain import CHAIN_TABLE, ChainTip, lock_chain, store_tip
 
-__all__ = ["generate_demo_data", "parse_scale", "is_seeded", "SCALES", "DEMO_PASSWORD", "HISTORY_DAYS"]
+__all__ = ["generate_demo_data", "parse_scale", "is_seeded", "seed_once", "SCALES", "DEMO_PASSWORD", "HISTORY_DAYS"]
 
 SCALES = {"small": 2_000, "medium": 100_000, "large": 1_000_000}  # orders
 MIN_ORDERS = 20
 HISTORY_DAYS = 90
+# The generated times reach back HISTORY_DAYS + 181 days before as_of (accounts created before
+# the window) and 365 days after it (API-key expiries): as_of keeps all of them within the
+# years 1-9999 that datetimes, the loaders and both databases share.
+EARLIEST_DAYS_BEFORE_AS_OF = HISTORY_DAYS + 181
+LATEST_DAYS_AFTER_AS_OF = 365
+AS_OF_EARLIEST = datetime(1, 1, 1, tzinfo=timezone.utc) + timedelta(days=EARLIEST_DAYS_BEFORE_AS_OF + 1)
+AS_OF_LATEST = datetime(9999, 12, 31, tzinfo=timezone.utc) - timedelta(days=LATEST_DAYS_AFTER_AS_OF + 1)
 AUDIT_ROWS_PER_ORDER = 2.5
 MAX_USERS = 500
 DEMO_PASSWORD = "shivx-demo-password"
@@ -156,7 +164,13 @@ def _resolve_as_of(as_of: datetime | date | str | None) -> datetime:
     start of the current UTC day, so a day's seeds are identical."""
     if as_of is None:
         return datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    return instant(as_of, "as_of")
+    resolved = instant(as_of, "as_of")
+    if not AS_OF_EARLIEST <= resolved <= AS_OF_LATEST:
+        raise ValueError(f"as_of (--as-of) {as_of!s} is outside the range the demo can generate: "
+                         f"{AS_OF_EARLIEST.date().isoformat()} to {AS_OF_LATEST.date().isoformat()} UTC (its history "
+                         f"starts up to {EARLIEST_DAYS_BEFORE_AS_OF} days before as_of, API keys expire up to "
+                         f"{LATEST_DAYS_AFTER_AS_OF} days after)")
+    return resolved
 
 
 # Connections and the transaction
@@ -298,9 +312,20 @@ def _insert_rows(connection: Connection, table: str, columns: list[str], rows: l
         finally:
             cursor.close()
         return
-    with driver_connection.cursor() as cursor, cursor.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
-        for row in rows:
-            copy.write_row(row)
+    # COPY FROM is refused where row-level security applies (the audit log's policies, forced
+    # on its owner too, when the owner is not a superuser): COPY into a temporary copy of the
+    # table, then one INSERT ... SELECT, which the policies check like any insert.
+    secured = connection.exec_driver_sql("SELECT row_security_active(%(t)s::regclass)", {"t": f'"{table}"'}).scalar_one()
+    target = f'"shivx_seed_{table}"' if secured else f'"{table}"'
+    with driver_connection.cursor() as cursor:
+        if secured:
+            cursor.execute(f'CREATE TEMPORARY TABLE {target} (LIKE "{table}" INCLUDING DEFAULTS) ON COMMIT DROP')
+        with cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        if secured:
+            cursor.execute(f'INSERT INTO "{table}" ({names}) SELECT {names} FROM {target}')
+            cursor.execute(f"DROP TABLE {target}")
 
 
 def _check_columns(table: _Table) -> None:
@@ -1677,3 +1702,39 @@ def is_seeded(source: Any) -> bool:
                 raise
             return True
     return False
+
+
+def seed_once(url: str, *, seed: int = 0, scale: str | int = "small", as_of: datetime | date | str | None = None,
+              progress: bool = False) -> bool:
+    """Migrate ``url`` and fill it with the demo unless it already holds rows; True if it seeded.
+
+    The first run of `shivx-analytics demo` on a new file: several at once (cron, a few
+    terminals) each migrated and seeded the same file, and all but one failed (a migration or
+    a seed racing another). For a SQLite file an exclusive lock on a file next to it
+    (``<database>.lock``) makes the runs take turns, and each checks again under the lock: the
+    first seeds, the others find it seeded.
+    """
+    from shivx_analytics.db import database_path, migrate
+
+    _resolve_as_of(as_of)  # a bad as_of is refused before any file or lock is made
+    path = database_path(url)
+    with _exclusive_lock(path.with_name(path.name + ".lock")) if path is not None else suppress():
+        migrate(url)
+        if is_seeded(url):
+            return False
+        generate_demo_data(url, seed=seed, scale=scale, as_of=as_of, progress=progress)
+        return True
+
+
+@contextmanager
+def _exclusive_lock(lock_path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (flock) on ``lock_path``, held until the block ends."""
+    import fcntl
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -108,7 +108,7 @@ from sqlalchemy.orm import Session
 from shivx_analytics import _arrow
 from shivx_analytics._arrow import FrameDataError
 from shivx_analytics import db as _db
-from shivx_analytics.db import DatabaseUnavailable, mask_url, normalize_url
+from shivx_analytics.db import DatabaseUnavailable, database_path, mask_url, normalize_url
 from shivx_analytics.domain.money import DEFAULT_MONEY_MODE, MoneyMode, parse_money_mode
 from shivx_analytics.domain.window import check_window, optional_instant
 from shivx_analytics.models import (
@@ -734,7 +734,17 @@ def _chunks(frame, target, batches, fetch, output, size, mode) -> Iterator[pd.Da
 
 def _typed(frame: _Frame, raw: pa.Table, keep: list[str]) -> dict[str, pa.Array]:
     """One batch: every fetched column converted to its frame type, then the derived ones."""
-    typed = {name: _convert(raw.column(name), frame.column(name)) for name in raw.column_names}
+    typed = {}
+    for name in raw.column_names:
+        try:
+            typed[name] = _convert(raw.column(name), frame.column(name))
+        except FrameDataError as exc:  # a value that cannot be converted: say where it is stored
+            position = getattr(exc, "position", None)
+            if position is None:
+                raise
+            row = (f"{frame.id} {_arrow.to_id(raw.column(frame.id).slice(position, 1))[0]}"
+                   if frame.id in raw.column_names else f"row {position + 1} of its batch")
+            raise FrameDataError(f"{frame.name}.{name} at {row}: {exc}") from None
     typed = _arrow.detach(typed, raw)
     for name in keep:
         column = frame.column(name)
@@ -952,8 +962,8 @@ def _sqlite_batches(url: URL, query: _Query, fetch: list[str], size: int | None,
     if ordered:
         statement = statement.order_by(t.c[frame.time], t.c[frame.id])
     sql, params = _positional(statement, SQLiteDialect())
-    path = Path(url.database)
-    if not path.exists():
+    path = database_path(url)  # a file: URI (mode=ro&uri=true) names its file too
+    if path is None or not path.exists():
         raise DatabaseUnavailable(f"cannot read {mask_url(url)}: no such SQLite file")
     types = [pa.int64() if frame.column(n).kind in ("int", "bool") else pa.string() for n in fetch]
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"

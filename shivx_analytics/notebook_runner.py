@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from shivx_analytics.db import redact
 from shivx_analytics.reports.base import write_atomic
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -52,7 +53,10 @@ def run_notebook(notebook: str | os.PathLike, parameters: dict[str, Any], output
                     execution_timeout=timeout,
                 )
             except PapermillExecutionError as exc:
-                raise NotebookFailed(f"{source.name}: cell {exc.exec_count} raised {exc.ename}: {exc.evalue}") from None
+                # the cell's message may quote a parameter's secret (a database URL's password)
+                message = redact(f"{source.name}: cell {exc.exec_count} raised {exc.ename}: {exc.evalue}",
+                                 *(value for value in parameters.values() if isinstance(value, str)))
+                raise NotebookFailed(message) from None
             html = export_html(nbformat.read(executed, as_version=4))
     finally:
         if environment_backend is not None:

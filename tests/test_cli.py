@@ -301,3 +301,72 @@ def test_notebook_run_of_a_failing_cell_exits_4_and_writes_no_html(tmp_path):
     assert result.returncode == Exit.FAILED, (result.returncode, result.stderr)
     assert "RuntimeError" in result.stderr and "boom" in result.stderr
     assert files_under(out) == []
+
+
+# -- a report set is swapped in whole; concurrent first demo runs ----------------------------------
+
+def test_a_reader_never_sees_a_mix_of_two_report_sets_and_other_files_stay(tmp_path, demo_url):
+    """Readers hold the directory open (as a browser or a sync job lists then reads it): every
+    snapshot they read has pnl and execution from the same run (as_of tells which), while
+    `report` rewrites the set again and again; files that are not part of the set stay."""
+    import json as json_module
+    import threading
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("kept\n")
+    days = ["2025-10-26", "2025-10-27", "2025-10-28"]
+    done, snapshots, mixes = threading.Event(), [], []
+
+    def read_snapshots():
+        while not done.is_set():
+            try:
+                folder = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:  # between the two renames of the fallback swap
+                continue
+            try:
+                seen = {}
+                for stem in ("pnl", "execution"):
+                    with os.fdopen(os.open(f"{stem}.json", os.O_RDONLY, dir_fd=folder)) as handle:
+                        seen[stem] = json_module.load(handle)["parameters"]["as_of"]
+                snapshots.append(seen)
+                if len(set(seen.values())) != 1:
+                    mixes.append(seen)
+            except FileNotFoundError:  # the old set's directory, being removed after the swap
+                pass
+            finally:
+                os.close(folder)
+
+    window = {"since": None, "until": None}
+    _write_reports(demo_url, ("pnl", "execution"), ("json",), out, window | {"as_of": days[0]}, None)
+    reader = threading.Thread(target=read_snapshots)
+    reader.start()
+    try:
+        for day in days * 3:
+            _write_reports(demo_url, ("pnl", "execution"), ("json",), out, window | {"as_of": day}, None)
+    finally:
+        done.set()
+        reader.join()
+    assert len(snapshots) > 10 and not mixes, (len(snapshots), mixes[:3])
+    assert files_under(out) == ["execution.json", "notes.txt", "pnl.json"]
+    assert (out / "notes.txt").read_text() == "kept\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging left behind"
+
+
+def test_three_concurrent_first_demo_runs_on_one_new_file_all_succeed(tmp_path):
+    """Three `demo` runs started together on a file that does not exist yet: they take turns
+    (a lock next to the database), one migrates and seeds, the others find it seeded; all exit 0
+    and the database holds one demo's rows."""
+    command = [*CLI, "demo", "--db", str(tmp_path / "demo.db"), "--out", str(tmp_path / "reports"), "--as-of", AS_OF]
+    environment = {k: v for k, v in os.environ.items() if k != "SHIVX_DATABASE_URL"}
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+            for _ in range(3)]
+    outcomes = [(process.wait(timeout=600), process.stderr.read()) for process in runs]
+    for process in runs:
+        process.stdout.close()
+        process.stderr.close()
+    assert [code for code, _ in outcomes] == [0, 0, 0], outcomes
+    counts = sx.load_orders(f"sqlite:///{tmp_path / 'demo.db'}")
+    assert len(counts) == sx.demo.SCALES["small"]
+    folder = tmp_path / "reports" / AS_OF
+    assert all((folder / f"{stem}.json").is_file() for stem in REPORT_STEMS)

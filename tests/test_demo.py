@@ -485,3 +485,69 @@ def test_as_of_defaults_to_the_start_of_the_current_utc_day(backend, engine, cap
     with engine.connect() as connection:
         latest = connection.execute(sa.select(sa.func.max(SecurityAuditLog.__table__.c.timestamp))).scalar_one()
     assert before - timedelta(days=1) < latest < after
+
+
+@pytest.mark.parametrize("as_of", ["9999-12-31", "9999-12-31T23:00:00-05:00", "0001-01-01", "0001-06-01",
+                                   datetime(9999, 12, 31, 23, 59, tzinfo=timezone.utc)])
+def test_an_as_of_outside_the_generable_range_is_refused_naming_the_range(as_of):
+    """The demo's times reach 271 days before and 365 days after as_of: near the ends of the
+    years 1-9999 the option is refused (ValueError, the CLI's exit 2), not a Python overflow."""
+    with pytest.raises(ValueError, match=r"as_of \(--as-of\) .* is outside the range the demo can generate: "
+                                         r"0001-09-30 to 9998-12-30 UTC"):
+        generate_demo_data("sqlite:///:memory:", as_of=as_of)
+
+
+def test_seed_with_as_of_at_the_end_of_time_exits_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from shivx_analytics.cli import app
+
+    target = tmp_path / "end.db"
+    result = CliRunner().invoke(app, ["seed", "--url", f"sqlite:///{target}", "--as-of", "9999-12-31"])
+    assert result.exit_code == 2, result.output
+    assert "--as-of" in result.stderr and "9998-12-30" in result.stderr and "Traceback" not in result.output
+    assert demo.AS_OF_LATEST == datetime(9998, 12, 30, tzinfo=timezone.utc)
+    # the last as_of accepted generates every row within the years 1-9999
+    counts = generate_demo_data(f"sqlite:///{target}", scale=50, as_of=demo.AS_OF_LATEST)
+    assert counts["orders"] == 50
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_non_superuser_owner_can_migrate_and_seed_under_forced_row_security(backend):
+    """The audit log's row-level security is forced on its owner, and PostgreSQL refuses COPY FROM
+    where a policy applies ("COPY FROM not supported with row-level security"): `seed` as a
+    plain owner role writes every row, and the hash chain verifies."""
+    import uuid
+
+    from sqlalchemy.engine import make_url
+    from typer.testing import CliRunner
+
+    from _databases import _admin_engine, engine_of
+    from shivx_analytics.audit_chain import verify_audit_chain
+    from shivx_analytics.cli import app
+
+    require_backend(backend)
+    role, database = f"shivx_owner_{uuid.uuid4().hex[:8]}", f"shivx_test_{uuid.uuid4().hex[:12]}"
+    admin = _admin_engine()
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS')
+        connection.exec_driver_sql(f'CREATE DATABASE "{database}" OWNER "{role}"')
+    url = make_url(POSTGRES_URL).set(database=database, username=role, password=None).render_as_string(
+        hide_password=False)
+    try:
+        result = CliRunner().invoke(app, ["seed", "--url", url, "--scale", "60", "--as-of", "2025-10-28"])
+        assert result.exit_code == 0, result.output
+        with engine_of(url) as engine, engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT rolsuper OR rolbypassrls FROM pg_roles "
+                                              "WHERE rolname = current_user").scalar_one() is False
+            assert connection.exec_driver_sql("SELECT row_security_active('security_audit_logs')").scalar_one()
+            audit_rows = connection.exec_driver_sql("SELECT count(*) FROM security_audit_logs").scalar_one()
+            assert connection.exec_driver_sql("SELECT count(*) FROM orders").scalar_one() == 60
+        assert audit_rows > 60 and f"{audit_rows} security_audit_logs" in result.stdout
+        verification = verify_audit_chain(url)
+        assert verification.ok and verification.rows == audit_rows
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            connection.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
+        admin.dispose()

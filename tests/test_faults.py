@@ -11,6 +11,7 @@ Every injected fault is counted; the module prints the total at the end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import resource
 import signal
@@ -602,3 +603,48 @@ def test_the_cli_reads_sslmode_from_the_environment_and_exits_3(backend, db_url,
     FAULTS["TLS required by a server without TLS"] += 1
     assert result.exit_code == 3
     assert "SSL" in result.stderr and "***" in result.stderr and PASSWORD not in result.output
+
+
+# A read-only SQLite file. The tests run as root, whom chmod does not stop, and this machine's
+# Python is not readable by `nobody` (runuser): the file is made read-only for root too, by the
+# immutable attribute (chattr +i; no process may write it) and by a read-only URI (mode=ro).
+
+@contextmanager
+def _immutable(path: Path) -> Iterator[None]:
+    made = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+    assert made.returncode == 0, f"chattr +i failed (this test needs an ext4-like file system): {made.stderr}"
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("journal", ["delete", "wal"])
+@pytest.mark.parametrize("how", ["immutable file", "mode=ro URI"])
+def test_a_read_only_sqlite_file_can_be_reported_on_and_is_not_changed(backend, db_url, tmp_path, journal, how):
+    """Every connection used to switch the file to WAL, a write: on a read-only file each one
+    failed ("attempt to write a readonly database"), so a report could not even start."""
+    import hashlib
+    import sqlite3
+
+    sx.generate_demo_data(db_url, scale=60, as_of="2025-10-28")
+    path = Path(make_url(db_url).database)
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"PRAGMA journal_mode={journal}")
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    url = f"sqlite:///file:{path}?mode=ro&uri=true" if how == "mode=ro URI" else db_url
+    with _immutable(path) if how == "immutable file" else contextlib.nullcontext():
+        if how == "immutable file":
+            with pytest.raises(PermissionError):
+                path.open("r+b")  # root cannot write it either
+        runner = CliRunner()
+        result = runner.invoke(app, ["report", "--url", url, "--out", str(tmp_path / "out"), "--as-of", "2025-10-28"])
+        assert result.exit_code == 0, result.output
+        assert len(sx.load_orders(url)) == 60 and len(sx.load_audit_logs(url)) > 60
+        assert runner.invoke(app, ["health", "--url", url]).exit_code == 0
+    assert (tmp_path / "out" / "pnl.json").exists()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == journal

@@ -6,7 +6,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
+from typer.testing import CliRunner
 
+from shivx_analytics.cli import app as cli_app
 from shivx_analytics.db import create_engine
 from shivx_analytics.models import SecurityAuditLog, User, UserCreate
 from shivx_analytics.roles import RoleNames, grant_roles
@@ -143,3 +145,118 @@ def test_every_loader_and_report_works_under_the_analytics_role(backend, db_url,
     # the materialized views are granted too
     assert sx.pnl_report(analytics_url, as_of="2025-10-28", use_views=True).parameters["path"] == "views"
     assert len(sx.aggregates.load_user_statistics(analytics_url)) > 0
+
+
+# Roles are cluster-wide: `db grant` on a second database reuses the first one's roles.
+
+@pytest.fixture
+def second_db(migrated_templates):
+    from _databases import create_postgres_database, drop_postgres_database
+
+    url = create_postgres_database(template=migrated_templates["postgresql"])
+    yield url
+    drop_postgres_database(url)
+
+
+def _superuser(db_url: str, *statements: str) -> None:
+    admin = create_engine(db_url)
+    with admin.begin() as connection:
+        for statement in statements:
+            connection.exec_driver_sql(statement)
+    admin.dispose()
+
+
+def _password_of(db_url: str, role: str) -> str | None:
+    admin = create_engine(db_url)
+    with admin.connect() as connection:
+        verifier = connection.execute(sa.text("SELECT rolpassword FROM pg_authid WHERE rolname = :n"),
+                                      {"n": role}).scalar_one()
+    admin.dispose()
+    return verifier
+
+
+def test_grant_on_a_second_database_makes_reuse_explicit_and_closes_the_secrets_again(
+        backend, db_url, roles, second_db):
+    """An attacker (or a careless admin) gave the analytics role pg_read_all_data, SUPERUSER,
+    BYPASSRLS, CREATEROLE, CREATEDB and PUBLIC a grant on users: `db grant` on a second database
+    takes it all away, says so, and names the first database the roles are also used by."""
+    _seed_user_and_log(db_url)
+    _superuser(second_db, f'GRANT pg_read_all_data, pg_write_all_data TO "{roles.analytics}"',
+               f'ALTER ROLE "{roles.analytics}" SUPERUSER BYPASSRLS CREATEROLE CREATEDB',
+               f'GRANT {roles.app} TO "{roles.analytics}"', "GRANT SELECT ON users TO PUBLIC")
+    reopened = _as(db_url, roles.analytics)
+    with reopened.connect() as connection:  # the attack works on the first database...
+        assert connection.exec_driver_sql("SELECT password_hash FROM users").all()
+    reopened.dispose()
+
+    result = CliRunner().invoke(cli_app, ["db", "grant", "--url", second_db, "--app-role", roles.app,
+                                          "--analytics-role", roles.analytics])
+    assert result.exit_code == 0, result.output
+    first = make_url(db_url).database
+    changed = [line for line in result.stdout.splitlines() if line.startswith("changed: ")]
+    assert f"changed: reusing existing role {roles.analytics} (roles are cluster-wide); it is also granted on " \
+           f"{first}: the changes below apply there too" in changed
+    assert f"changed: removed SUPERUSER, BYPASSRLS, CREATEROLE, CREATEDB from role {roles.analytics}" in changed
+    for group in ("pg_read_all_data", "pg_write_all_data", roles.app):
+        assert f"changed: revoked membership of role {roles.analytics} in {group}" in changed
+    assert "changed: revoked PUBLIC's privileges on users, api_keys" in changed
+
+    for url in (db_url, second_db):  # ... and is undone on both
+        analytics = _as(url, roles.analytics)
+        try:
+            for statement in ("SELECT password_hash FROM users", "SELECT key_hash FROM api_keys"):
+                with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+                    with analytics.connect() as connection:
+                        connection.exec_driver_sql(statement)
+            with analytics.connect() as connection:
+                flags = connection.exec_driver_sql(
+                    "SELECT rolsuper OR rolbypassrls OR rolcreaterole OR rolcreatedb FROM pg_roles "
+                    "WHERE rolname = current_user").scalar_one()
+                groups = connection.exec_driver_sql("SELECT count(*) FROM pg_auth_members m JOIN pg_roles r "
+                                                    "ON r.oid = m.member WHERE r.rolname = current_user").scalar_one()
+            assert (flags, groups) == (False, 0)
+        finally:
+            analytics.dispose()
+
+
+def test_an_existing_roles_password_changes_only_when_asked(backend, db_url, roles, second_db, monkeypatch):
+    """The first database's clients log in with the role's password: a grant on a second database
+    refuses to change it (exit 2, nothing changed) unless --reset-passwords says so."""
+    _superuser(db_url, f"ALTER ROLE \"{roles.app}\" PASSWORD 'first-database-password'")
+    before = _password_of(db_url, roles.app)
+    monkeypatch.setenv("SHIVX_TEST_NEW_PASSWORD", "second-database-password")
+    args = ["db", "grant", "--url", second_db, "--app-role", roles.app, "--analytics-role", roles.analytics,
+            "--app-password-env", "SHIVX_TEST_NEW_PASSWORD"]
+    refused = CliRunner().invoke(cli_app, args)
+    assert refused.exit_code == 2, refused.output
+    assert f"role '{roles.app}' already exists" in refused.stderr and "--reset-passwords" in refused.stderr
+    assert _password_of(db_url, roles.app) == before
+    with pytest.raises(ValueError, match="--reset-passwords"):
+        grant_roles(second_db, roles, app_password="second-database-password")
+
+    reset = CliRunner().invoke(cli_app, args + ["--reset-passwords"])
+    assert reset.exit_code == 0, reset.output
+    assert f"changed: changed the password of role {roles.app}" in reset.stdout
+    assert _password_of(db_url, roles.app) not in (before, None)
+    assert "second-database-password" not in reset.stdout + reset.stderr
+
+
+def test_grant_refuses_roles_that_would_see_the_secrets(backend, db_url, roles):
+    """The role running the grants, an owner of the tables, or one role for both: refused, unchanged."""
+    admin = create_engine(db_url)
+    with admin.connect() as connection:
+        me = connection.exec_driver_sql("SELECT current_user").scalar_one()
+    admin.dispose()
+    with pytest.raises(ValueError, match="is the role running the grants"):
+        grant_roles(db_url, RoleNames(app=roles.app, analytics=me))
+    _superuser(db_url, f'ALTER TABLE positions OWNER TO "{roles.analytics}"')
+    try:
+        with pytest.raises(ValueError, match=r"owns tables in .* \(positions\)"):
+            grant_roles(db_url, roles)
+    finally:
+        _superuser(db_url, f'ALTER TABLE positions OWNER TO "{me}"')
+    with pytest.raises(ValueError, match="must differ"):
+        grant_roles(db_url, RoleNames(app=roles.app, analytics=roles.app))
+    result = grant_roles(db_url, roles)  # a plain re-run: reuse said, nothing taken away
+    assert result.changes == [f"reusing existing role {roles.app} (roles are cluster-wide)",
+                              f"reusing existing role {roles.analytics} (roles are cluster-wide)"]

@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -172,3 +173,157 @@ def _cheap_user_passwords(monkeypatch):
     from shivx_analytics.security import hash_password
 
     monkeypatch.setattr(user_module, "hash_password", functools.partial(hash_password, iterations=1_000))
+
+
+# Attacks from outside: echo on while secrets are written, role passwords, ?password= URLs.
+
+QUERY_PASSWORD = "Qs-pa55word-in-the-query"
+QUERY_SSL_PASSWORD = "Ssl-pa55phrase-in-the-query"
+
+
+def test_echo_never_logs_the_hashes_of_new_users_and_keys(backend, db_url, settings_env, debug_logs):
+    """SHIVX_ECHO=true (even with hide_parameters=False asked for): creating a user and a key, and a
+    failing duplicate insert whose error would quote the row, show no hash, password or key."""
+    settings_env.set(SHIVX_ECHO="true")
+    engine = create_engine(db_url, hide_parameters=False)
+    try:
+        with Session(engine) as session:
+            user = build_user(UserCreate(username="echoed", email="echoed@example.com", password=USER_PASSWORD))
+            session.add(user)
+            session.flush()
+            plaintext, key = build_api_key(APIKeyCreate(user_id=user.user_id, name="echoed bot"))
+            session.add(key)
+            session.commit()
+            hashes = [user.password_hash, key.key_hash]
+        with pytest.raises(sa.exc.IntegrityError) as duplicate, Session(engine) as session:
+            session.add(build_user(UserCreate(username="echoed", email="echoed@example.com", password=USER_PASSWORD)))
+            session.commit()
+    finally:
+        engine.dispose()
+    shown = debug_logs() + "\n" + str(duplicate.value)
+    assert "INSERT INTO users" in shown and "INSERT INTO api_keys" in shown  # the capture saw the statements
+    secrets = [USER_PASSWORD, plaintext, *hashes, *(part for part in hashes[0].split("$") if len(part) >= 16)]
+    assert not [secret for secret in secrets if secret in shown]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_db_grant_never_shows_a_role_password(backend, db_url, settings_env, debug_logs, monkeypatch):
+    """`db grant` with echo on: the password, and the SCRAM verifier sent for it, appear in no log
+    and no output; the role gets a verifier that checks out against the password."""
+    import base64
+    import hashlib
+    import hmac
+    import uuid
+
+    settings_env.set(SHIVX_ECHO="true")
+    role_password = "R0le-pa55word-" + uuid.uuid4().hex
+    monkeypatch.setenv("SHIVX_TEST_APP_PASSWORD", role_password)
+    names = (f"shivx_app_{uuid.uuid4().hex[:8]}", f"shivx_ro_{uuid.uuid4().hex[:8]}")
+    try:
+        result = CliRunner().invoke(app, ["db", "grant", "--url", db_url, "--app-role", names[0],
+                                          "--analytics-role", names[1], "--app-password-env", "SHIVX_TEST_APP_PASSWORD"])
+        assert result.exit_code == 0, result.output
+        with create_engine(db_url).connect() as connection:
+            verifier = connection.execute(sa.text("SELECT rolpassword FROM pg_authid WHERE rolname = :n"),
+                                          {"n": names[0]}).scalar_one()
+        logged = debug_logs()
+        shown = logged + result.stdout + result.stderr
+        assert f"ALTER ROLE {names[0]} PASSWORD ***" in result.stdout
+        assert "GRANT CONNECT" in logged and "CREATE ROLE" in logged  # echo was on and captured
+        assert role_password not in shown and verifier not in shown
+        assert not [part for part in verifier.replace(":", "$").split("$") if len(part) >= 16 and part in shown]
+        # SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey> (RFC 5803): the password's
+        algorithm, rest = verifier.split("$", 1)
+        iterations_salt, keys = rest.split("$")
+        iterations, salt = iterations_salt.split(":")
+        stored_key, server_key = keys.split(":")
+        salted = hashlib.pbkdf2_hmac("sha256", role_password.encode(), base64.b64decode(salt), int(iterations))
+        client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+        assert algorithm == "SCRAM-SHA-256"
+        assert base64.b64decode(stored_key) == hashlib.sha256(client_key).digest()
+        assert base64.b64decode(server_key) == hmac.new(salted, b"Server Key", "sha256").digest()
+    finally:
+        _drop_roles(db_url, names)
+
+
+def _drop_roles(db_url: str, names) -> None:
+    admin = create_engine(db_url)
+    with admin.begin() as connection:
+        for role in names:
+            if connection.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :n"), {"n": role}).first():
+                connection.exec_driver_sql(f'DROP OWNED BY "{role}"')
+                connection.exec_driver_sql(f'DROP ROLE "{role}"')
+    admin.dispose()
+
+
+def _with_query_secrets(url: str, **extra: str) -> str:
+    return make_url(url).update_query_dict({"password": QUERY_PASSWORD, "sslpassword": QUERY_SSL_PASSWORD,
+                                           **extra}).render_as_string(hide_password=False)
+
+
+def test_query_string_secrets_are_masked_on_every_output_path(backend, db_url, tmp_path):
+    """A URL with ?password= and ?sslpassword=: health (text, JSON), db current and upgrade, report
+    stdout and files (parameters name the database), an unreachable database's error, a
+    driver's error quoting the URL, the engine's repr and str(url), and mask_url."""
+    url = _with_query_secrets(db_url)
+    secrets = (QUERY_PASSWORD, QUERY_SSL_PASSWORD, quote(QUERY_SSL_PASSWORD, safe=""))
+    runner = CliRunner()
+    outputs: dict[str, str] = {}
+    for args in (["health", "--url", url], ["health", "--json", "--url", url], ["db", "current", "--url", url],
+                 ["db", "upgrade", "--url", url],
+                 ["report", "security", "--url", url, "--out", str(tmp_path / "out"), "--as-of", AS_OF]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        outputs[" ".join(args[:2])] = result.stdout + result.stderr
+    files = sorted(path for path in (tmp_path / "out").rglob("*") if path.is_file())
+    assert files
+    outputs |= {f"file {path.name}": path.read_text() for path in files}
+    assert "***" in outputs["file security.json"]  # the report's parameters name the database, masked
+    broken = (_with_query_secrets(db_url.replace("/test.db", "/missing/nowhere.db")) if backend == "sqlite"
+              else _with_query_secrets(db_url, api_token="Tok3n-" + QUERY_PASSWORD))  # psycopg refuses the option
+    for args in (["health", "--url", broken], ["report", "pnl", "--url", broken, "--out", str(tmp_path / "x")]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 3, result.output
+        outputs[f"error {args[0]}"] = result.stdout + result.stderr
+    engine = create_engine(url)
+    try:
+        outputs |= {"repr(engine)": repr(engine), "str(engine.url)": str(engine.url),
+                    "health_check": repr(sx.db.health_check(engine))}
+    finally:
+        engine.dispose()
+    outputs["mask_url"] = mask_url(url) + mask_url(broken)
+    leaks = [(where, secret) for where, text in outputs.items() for secret in secrets if secret in text
+             and not (secret != QUERY_PASSWORD and where in ("repr(engine)", "str(engine.url)"))]
+    assert not leaks, leaks
+    # A message that quotes the raw URL (a library's, a notebook cell's) is redacted on the way out.
+    assert not [secret for secret in secrets if secret in sx.db.redact(f"cannot open {url}")]
+
+
+def test_notebook_exports_and_errors_mask_query_string_secrets(tmp_path):
+    """`notebook run --url ...?password=`: the HTML (its report shows the database it read) and
+    the error of a cell that prints the URL show neither secret."""
+    import nbformat
+
+    database = tmp_path / "notebook.db"
+    sx.migrate(f"sqlite:///{database}")
+    url = _with_query_secrets(f"sqlite:///{database}")
+    parameters = nbformat.v4.new_code_cell("database_url = None")
+    parameters.metadata["tags"] = ["parameters"]
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    cells = {"shows": ["import shivx_analytics as sx\nengine = sx.connect(database_url)\nsx.db.health_check(engine)",
+                       "sx.security_report(engine, as_of='2025-10-28')"],
+             "raises": ["raise RuntimeError('cannot use ' + database_url)"]}
+    outputs = {}
+    for name, sources in cells.items():
+        notebook = nbformat.v4.new_notebook(metadata=kernel)
+        notebook.cells = [parameters] + [nbformat.v4.new_code_cell(source) for source in sources]
+        nbformat.write(notebook, tmp_path / f"{name}.ipynb")
+        result = CliRunner().invoke(app, ["notebook", "run", str(tmp_path / f"{name}.ipynb"), "--url", url,
+                                          "--out", str(tmp_path / f"{name}.html")])
+        assert result.exit_code == (0 if name == "shows" else 4), result.output
+        outputs[name] = result.stdout + result.stderr
+    outputs["html"] = (tmp_path / "shows.html").read_text()
+    assert "security" in outputs["html"].lower() and "cannot use sqlite:///" in outputs["raises"]
+    leaks = [(where, secret) for where, text in outputs.items()
+             for secret in (QUERY_PASSWORD, QUERY_SSL_PASSWORD) if secret in text]
+    assert not leaks, leaks
