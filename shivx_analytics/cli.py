@@ -64,6 +64,33 @@ def run_guarded(work):
         raise fail(f"{type(exc).__name__}: {_first_line(exc)}", Exit.FAILED) from None
 
 
+TimeoutOption = Annotated[Optional[float], typer.Option(
+    "--timeout", help="Seconds the run may take; past it it stops, writes nothing and exits 3 "
+                      "(default: SHIVX_TIMEOUT_S, else no limit)")]
+
+
+def run_limited(seconds: Optional[float], what: str, work):
+    """run_guarded(work) within ``seconds`` (else SHIVX_TIMEOUT_S; deadline.time_limit): past it
+    the run ends with exit 3, even when a C library holds the main thread in a socket read."""
+    from shivx_analytics.config import get_settings
+    from shivx_analytics.deadline import time_limit
+
+    limit = seconds if seconds is not None else get_settings().timeout_s
+    if limit is not None and not limit > 0:
+        raise fail(f"--timeout must be > 0 seconds, got {limit!r}", Exit.BAD_ARGUMENTS)
+
+    def abandon(message: str) -> None:  # from the watchdog thread: nothing was written yet
+        typer.echo(f"error: {message}", err=True)
+        sys.stderr.flush()
+        os._exit(int(Exit.DATABASE_UNREACHABLE))
+
+    def limited():
+        with time_limit(limit, what=what, abandon=abandon):
+            return work()
+
+    return run_guarded(limited)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -239,6 +266,7 @@ def seed(
     seed_value: int = typer.Option(0, "--seed", help="Random seed (same seed + as-of = same rows)"),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="End of the generated history (default: today 00:00 UTC)"),
     progress: bool = typer.Option(False, "--progress", help="Show progress bars even when not on a terminal"),
+    timeout: TimeoutOption = None,
 ):
     """Migrate the database if needed and fill it with the deterministic demo dataset."""
     from shivx_analytics.demo import generate_demo_data, parse_scale
@@ -256,7 +284,7 @@ def seed(
         return generate_demo_data(target, seed=seed_value, scale=parsed_scale, as_of=when,
                                   progress=_progress_enabled(progress))
 
-    counts = run_guarded(work)
+    counts = run_limited(timeout, "seed", work)
     typer.echo(f"seeded {db.mask_url(target)}: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
 
 
@@ -277,6 +305,7 @@ def report(
     views: Optional[bool] = typer.Option(
         None, "--views/--no-views",
         help="PostgreSQL: read the materialized views (pnl, api-usage; default: SHIVX_USE_VIEWS)"),
+    timeout: TimeoutOption = None,
 ):
     """Generate reports headless; every file appears whole or not at all."""
     selected = _report_names(names)
@@ -288,7 +317,8 @@ def report(
         raise fail(f"--starting-capital must be > 0 USD, got {starting_capital!r}", Exit.BAD_ARGUMENTS)
     target = _read_url(context, url)
     paths = {"pushdown": pushdown, "use_views": views}
-    written = run_guarded(lambda: _write_reports(target, selected, chosen, out, window, capital, paths=paths))
+    written = run_limited(timeout, "report", lambda: _write_reports(target, selected, chosen, out, window, capital,
+                                                                    paths=paths))
     for path in written:
         typer.echo(str(path))
 
@@ -442,6 +472,7 @@ def notebook_run(
     parameter: list[str] = typer.Option([], "-p", "--parameter", help="key=value for the parameters cell (repeatable)"),
     out: Path = typer.Option(..., "--out", help="HTML file to write (self-contained, code hidden)"),
     url: ReadUrlOption = None,
+    timeout: TimeoutOption = None,
 ):
     """Execute NOTEBOOK with parameters and export it as self-contained HTML.
 
@@ -462,7 +493,7 @@ def notebook_run(
         os.environ["SHIVX_DATABASE_URL"] = url
     if url or read != db.resolve_url(url):  # else the notebook's own default database
         parameters.setdefault("database_url", read)
-    target = run_guarded(lambda: run_notebook(notebook, parameters, out))
+    target = run_limited(timeout, "notebook run", lambda: run_notebook(notebook, parameters, out))
     typer.echo(str(target))
 
 
