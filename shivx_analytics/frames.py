@@ -852,7 +852,11 @@ class _Target:
 
     def close(self) -> None:
         while self.cleanup:
-            self.cleanup.pop()()
+            try:
+                self.cleanup.pop()()
+            except sa.exc.DBAPIError as exc:  # a lost connection has nothing left to roll back
+                if not _db.is_connection_lost(exc):
+                    raise
 
 
 def _resolve(source: Source | None) -> _Target:
