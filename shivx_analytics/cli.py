@@ -158,6 +158,33 @@ def _reason(exc: BaseException) -> str:
     return _first_line(getattr(exc, "orig", None) or exc)
 
 
+TimeoutOption = Annotated[Optional[float], typer.Option(
+    "--timeout", help="Seconds the run may take; past it it stops, writes nothing and exits 3 "
+                      "(default: SHIVX_TIMEOUT_S, else no limit)")]
+
+
+def run_limited(seconds: Optional[float], what: str, work):
+    """run_guarded(work) within ``seconds`` (else SHIVX_TIMEOUT_S; deadline.time_limit): past it
+    the run ends with exit 3, even when a C library holds the main thread in a socket read."""
+    from shivx_analytics.config import get_settings
+    from shivx_analytics.deadline import time_limit
+
+    limit = seconds if seconds is not None else get_settings().timeout_s
+    if limit is not None and not limit > 0:
+        raise fail(f"--timeout must be > 0 seconds, got {limit!r}", Exit.BAD_ARGUMENTS)
+
+    def abandon(message: str) -> None:  # from the watchdog thread: nothing was written yet
+        typer.echo(f"error: {message}", err=True)
+        sys.stderr.flush()
+        os._exit(int(Exit.DATABASE_UNREACHABLE))
+
+    def limited():
+        with time_limit(limit, what=what, abandon=abandon):
+            return work()
+
+    return run_guarded(limited)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -408,6 +435,7 @@ def seed(
     seed_value: int = typer.Option(0, "--seed", help="Random seed (same seed + as-of = same rows)"),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="End of the generated history (default: today 00:00 UTC)"),
     progress: bool = typer.Option(False, "--progress", help="Show progress bars even when not on a terminal"),
+    timeout: TimeoutOption = None,
 ):
     """Migrate the database if needed and fill it with the deterministic demo dataset."""
     from shivx_analytics.demo import generate_demo_data, parse_scale
@@ -425,7 +453,7 @@ def seed(
         return generate_demo_data(target, seed=seed_value, scale=parsed_scale, as_of=when,
                                   progress=_progress_enabled(progress))
 
-    counts = run_guarded(work)
+    counts = run_limited(timeout, "seed", work)
     typer.echo(f"seeded {db.mask_url(target)}: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
 
 
@@ -452,6 +480,7 @@ def report(
     views: Optional[bool] = typer.Option(
         None, "--views/--no-views",
         help="PostgreSQL: read the materialized views (pnl, api-usage; default: SHIVX_USE_VIEWS)"),
+    timeout: TimeoutOption = None,
 ):
     """Generate reports headless; every file appears whole or not at all."""
     selected = _report_names(names)
@@ -464,8 +493,8 @@ def report(
     filters = _report_filters(selected, {"user_id": user, "strategy": strategy, "token": token})
     target = _read_url(context, url)
     paths = {"pushdown": pushdown, "use_views": views}
-    written = run_guarded(lambda: _write_reports(target, selected, chosen, out, window, capital, paths=paths,
-                                                 filters=filters))
+    written = run_limited(timeout, "report", lambda: _write_reports(target, selected, chosen, out, window, capital,
+                                                                    paths=paths, filters=filters))
     for path in written:
         typer.echo(str(path))
 
@@ -644,6 +673,7 @@ def notebook_run(
     parameter: list[str] = typer.Option([], "-p", "--parameter", help="key=value for the parameters cell (repeatable)"),
     out: Path = typer.Option(..., "--out", help="HTML file to write (self-contained, code hidden)"),
     url: ReadUrlOption = None,
+    timeout: TimeoutOption = None,
 ):
     """Execute NOTEBOOK with parameters and export it as self-contained HTML.
 
@@ -666,7 +696,7 @@ def notebook_run(
         os.environ["SHIVX_DATABASE_URL"] = url
     if "database_url" in defined:  # the database checked above, not the notebook's own default
         parameters.setdefault("database_url", _absolute(read))
-    target = run_guarded(lambda: run_notebook(notebook, parameters, out))
+    target = run_limited(timeout, "notebook run", lambda: run_notebook(notebook, parameters, out))
     typer.echo(str(target))
 
 

@@ -29,6 +29,17 @@ class Settings(BaseSettings):
     statement_timeout_ms: int | None = Field(
         default=None, ge=1, description="cancel a statement that runs longer (PostgreSQL statement_timeout; "
                                         "SQLite: interrupted by a progress handler); None = no limit")
+    # Against a database that stops answering (a frozen network path): every PostgreSQL connection
+    # (engines, the loaders' DuckDB and psycopg paths, migrations) gives up connecting after
+    # connect_timeout_s and sends TCP keepalives, so a peer that vanished is noticed; a run of
+    # `report`, `notebook run` or `seed` ends after timeout_s (--timeout) whatever it waits for
+    connect_timeout_s: int = Field(default=10, ge=2, description="seconds to establish a PostgreSQL "
+                                                                  "connection (libpq connect_timeout)")
+    keepalives_idle_s: int = Field(default=30, ge=1, description="idle seconds before the first TCP keepalive")
+    keepalives_interval_s: int = Field(default=10, ge=1, description="seconds between unanswered keepalives")
+    keepalives_count: int = Field(default=3, ge=1, description="unanswered keepalives that drop the connection")
+    timeout_s: float | None = Field(default=None, gt=0, description="seconds a CLI run (report, notebook run, "
+                                                                     "seed) may take; past it it exits 3")
     # TLS for PostgreSQL, as libpq names them; a value in the URL's query wins over these
     db_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
     db_sslrootcert: str | None = Field(default=None, description="CA certificate file (verify-ca, verify-full)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ __all__ = [
     "analytics_url", "engine_url",
     "StatementTimeout", "run_in_transaction", "is_retryable", "is_connection_lost", "redact",
     "is_secret_parameter",
+    "RunTimeout", "engine_settings", "statement_timeout_message", "watch_statement_time",
 ]
 
 SYNC_DRIVERS = {"postgresql": "postgresql+psycopg", "sqlite": "sqlite"}
@@ -52,6 +54,18 @@ class DatabaseUnavailable(RuntimeError):
 
 class StatementTimeout(RuntimeError):
     """A statement ran longer than Settings.statement_timeout_ms and was cancelled."""
+
+
+class RunTimeout(DatabaseUnavailable):
+    """A whole run took longer than its time limit (``--timeout`` / SHIVX_TIMEOUT_S): the database
+    stopped answering, most likely. A DatabaseUnavailable, so the CLI exits 3 for it."""
+
+
+def statement_timeout_message(limit_ms: int) -> str:
+    """What a statement cancelled by the statement timeout says (engines and loaders alike)."""
+    return (f"statement cancelled: it ran longer than the statement timeout of {limit_ms} ms "
+            "(Settings.statement_timeout_ms / SHIVX_STATEMENT_TIMEOUT_MS); narrow the query "
+            "or raise the limit")
 
 
 def resolve_url(url: str | URL | None = None) -> str:
@@ -155,12 +169,23 @@ def create_engine(url: str | URL | None = None, *, settings: Settings | None = N
     if target.get_backend_name() == "sqlite":
         _configure_sqlite(engine, target, settings)
     _report_statement_timeouts(engine, settings)
+    _ENGINE_SETTINGS[engine] = settings
     return engine
 
 
+_ENGINE_SETTINGS: weakref.WeakKeyDictionary[Engine, Settings] = weakref.WeakKeyDictionary()
+
+
+def engine_settings(engine: Engine) -> Settings:
+    """The settings ``engine`` was created with (create_engine's), else the process-wide ones: the
+    loaders' own connections to the engine's database follow them (the statement timeout, say)."""
+    return _ENGINE_SETTINGS.get(engine) or get_settings()
+
+
 def engine_url(url: str | URL | None = None, *, settings: Settings | None = None) -> URL:
-    """The URL create_engine connects to: our driver; for PostgreSQL with the settings' TLS and
-    statement timeout in its query (not only connect_args: the loaders' DuckDB/libpq path reads it)."""
+    """The URL create_engine connects to: our driver; for PostgreSQL with the settings' TLS,
+    connect timeout, TCP keepalives and statement timeout in its query (not only connect_args: the
+    loaders' DuckDB/libpq path reads it)."""
     settings = settings or get_settings()
     target = normalize_url(resolve_url(url) if url is None or isinstance(url, str) else url)
     if target.get_backend_name() == "postgresql":
@@ -209,10 +234,20 @@ def _tls_parameters(url: URL, settings: Settings) -> dict[str, str]:
     return {name: str(value) for name, value in chosen.items() if value is not None}
 
 
-def _with_postgres_settings(url: URL, settings: Settings) -> URL:
-    """psycopg (and libpq) read TLS settings and ``options=-c statement_timeout=N`` from the URL query."""
-    query = _tls_parameters(url, settings)
-    if settings.statement_timeout_ms is not None:
+def _connection_parameters(url: URL, settings: Settings) -> dict[str, str]:
+    """libpq's connect timeout and TCP keepalives from the settings, where the URL names none:
+    without them a connection to a database that stopped answering waits forever."""
+    chosen = {"connect_timeout": settings.connect_timeout_s, "keepalives": 1,
+              "keepalives_idle": settings.keepalives_idle_s, "keepalives_interval": settings.keepalives_interval_s,
+              "keepalives_count": settings.keepalives_count}
+    return {name: str(value) for name, value in chosen.items() if name not in url.query}
+
+
+def _with_postgres_settings(url: URL, settings: Settings, *, statement_timeout: bool = True) -> URL:
+    """psycopg (and libpq) read TLS settings, the connect timeout, keepalives and
+    ``options=-c statement_timeout=N`` from the URL query."""
+    query = _tls_parameters(url, settings) | _connection_parameters(url, settings)
+    if statement_timeout and settings.statement_timeout_ms is not None:
         existing = url.query.get("options")
         existing = " ".join(existing) if isinstance(existing, tuple) else existing
         timeout = f"-c statement_timeout={settings.statement_timeout_ms}"
@@ -221,8 +256,9 @@ def _with_postgres_settings(url: URL, settings: Settings) -> URL:
 
 
 def _asyncpg_connect_args(url: URL, settings: Settings) -> tuple[URL, dict[str, Any]]:
-    """asyncpg takes TLS settings only from a DSN and the timeout as a server setting."""
-    connect_args: dict[str, Any] = {}
+    """asyncpg takes TLS settings only from a DSN, the statement timeout as a server setting and
+    the connect timeout as ``timeout`` (it has no keepalive settings: the operating system's apply)."""
+    connect_args: dict[str, Any] = {"timeout": settings.connect_timeout_s}
     tls = _tls_parameters(url, settings)
     if tls:
         connect_args["dsn"] = "postgresql://?" + urlencode(tls)
@@ -245,10 +281,7 @@ def _report_statement_timeouts(engine: Engine, settings: Settings) -> None:
         timed_out = (clock is not None and clock.fired) or (
             getattr(original, "sqlstate", None) == "57014" and "statement timeout" in str(original))
         if timed_out:
-            return StatementTimeout(
-                f"statement cancelled: it ran longer than the statement timeout of {limit_ms} ms "
-                "(Settings.statement_timeout_ms / SHIVX_STATEMENT_TIMEOUT_MS); narrow the query "
-                "or raise the limit")
+            return StatementTimeout(statement_timeout_message(limit_ms))
         return None
 
 
@@ -271,6 +304,14 @@ class _StatementClock:
             self.fired = True
             return 1  # non-zero: SQLite abandons the statement ("interrupted")
         return 0
+
+
+def watch_statement_time(dbapi_connection: Any, limit_ms: int) -> _StatementClock:
+    """A statement clock on a sqlite3 connection: past ``limit_ms`` after ``clock.start()`` the
+    running statement is interrupted (sqlite3 raises "interrupted"; ``clock.fired`` says why)."""
+    clock = _StatementClock(limit_ms)
+    dbapi_connection.set_progress_handler(clock.expired, SQLITE_PROGRESS_STEPS)
+    return clock
 
 
 def _statement_clock(connection: Connection | None) -> _StatementClock | None:
@@ -317,9 +358,7 @@ def _configure_sqlite(engine: Engine, url: URL, settings: Settings) -> None:
         finally:
             cursor.close()
         if limit_ms is not None and hasattr(dbapi_connection, "set_progress_handler"):  # sqlite3, not aiosqlite
-            clock = _StatementClock(limit_ms)
-            record.info["shivx_statement_clock"] = clock
-            dbapi_connection.set_progress_handler(clock.expired, SQLITE_PROGRESS_STEPS)
+            record.info["shivx_statement_clock"] = watch_statement_time(dbapi_connection, limit_ms)
 
     if limit_ms is None:
         return
@@ -554,6 +593,8 @@ def _run_alembic(operation, url: str | URL | None, revision: str) -> None:
     so SQLite's foreign keys stay off while batch migrations recreate tables.
     """
     target = normalize_url(resolve_url(url))
+    if target.get_backend_name() == "postgresql":  # a long migration may outlast the statement timeout
+        target = _with_postgres_settings(target, get_settings(), statement_timeout=False)
     engine = sa.create_engine(target, poolclass=sa.pool.NullPool, **NEVER_LOG_PARAMETERS)
     config = alembic_config(url)
     try:

@@ -108,7 +108,9 @@ from sqlalchemy.orm import Session
 from shivx_analytics import _arrow
 from shivx_analytics._arrow import FrameDataError
 from shivx_analytics import db as _db
-from shivx_analytics.db import DatabaseUnavailable, database_path, mask_url, normalize_url
+from shivx_analytics.config import get_settings
+from shivx_analytics.db import DatabaseUnavailable, database_path, mask_url
+from shivx_analytics.deadline import register_interrupter
 from shivx_analytics.domain.money import DEFAULT_MONEY_MODE, MoneyMode, parse_money_mode
 from shivx_analytics.domain.window import check_window, optional_instant
 from shivx_analytics.models import (
@@ -856,32 +858,40 @@ class _Target:
     url: URL | None  # the fast path reads from here
     connection: Connection | None = None  # ... or, when set, rows are read through this connection
     cleanup: list[Callable[[], None]] = field(default_factory=list)
+    statement_timeout_ms: int | None = None  # the SQLite reader's own limit (PostgreSQL's is in the URL)
 
     def close(self) -> None:
         while self.cleanup:
-            self.cleanup.pop()()
+            try:
+                self.cleanup.pop()()
+            except sa.exc.DBAPIError as exc:  # a lost connection has nothing left to roll back
+                if not _db.is_connection_lost(exc):
+                    raise
 
 
 def _resolve(source: Source | None) -> _Target:
     """Where to read from: a URL for the fast path, or a connection whose writes must be seen.
 
     None: the analytics database (SHIVX_ANALYTICS_DATABASE_URL, else SHIVX_DATABASE_URL, else the
-    local SQLite file) with the settings' TLS and statement timeout, as ``sx.connect(analytics=True)``."""
+    local SQLite file), as ``sx.connect(analytics=True)``. A URL (and None) gets the settings' TLS,
+    connect timeout, keepalives and statement timeout, as create_engine gives them; an Engine's own
+    connections follow the settings it was created with (its URL carries PostgreSQL's)."""
     if source is None:
-        return _resolve(_db.engine_url(_db.analytics_url()))
+        return _resolve(_db.analytics_url())
     if isinstance(source, (str, URL)):
-        url = normalize_url(source)
+        url = _db.engine_url(source)
         if _in_memory(url):
             engine = sa.create_engine(url)
             connection = engine.connect()
             return _Target("sqlite", None, connection, [engine.dispose, connection.close])
-        return _Target(url.get_backend_name(), url)
+        return _Target(url.get_backend_name(), url, statement_timeout_ms=get_settings().statement_timeout_ms)
     if isinstance(source, Engine):
         url = source.url
         if _in_memory(url):
             connection = source.connect()
             return _Target("sqlite", None, connection, [connection.close])
-        return _Target(url.get_backend_name(), url)
+        return _Target(url.get_backend_name(), url,
+                       statement_timeout_ms=_db.engine_settings(source).statement_timeout_ms)
     if isinstance(source, Session):
         if source.autoflush and (source.new or source.dirty or source.deleted):
             source.flush()
@@ -899,7 +909,7 @@ def _from_connection(connection: Connection) -> _Target:
     backend = url.get_backend_name()
     if _in_memory(url) or _has_uncommitted_writes(connection, backend):
         return _Target(backend, None, connection)
-    return _Target(backend, url)
+    return _Target(backend, url, statement_timeout_ms=_db.engine_settings(connection.engine).statement_timeout_ms)
 
 
 def _has_uncommitted_writes(connection: Connection, backend: str) -> bool:
@@ -927,10 +937,14 @@ def _batches(target: _Target, query: _Query, fetch: list[str], size: int | None,
         if _duckdb_available():
             return _duckdb_batches(target.url, query, fetch, size, ordered)
         engine = sa.create_engine(target.url)
-        connection = engine.connect()
+        try:
+            connection = engine.connect()
+        except sa.exc.DBAPIError as exc:
+            engine.dispose()
+            raise _unavailable(exc, target.url, query.frame) from None
         target.cleanup += [engine.dispose, connection.close]
         return _rows_batches(connection, query.select(fetch, "postgresql"), query.frame, size)
-    return _sqlite_batches(target.url, query, fetch, size, ordered)
+    return _sqlite_batches(target.url, query, fetch, size, ordered, target.statement_timeout_ms)
 
 
 def _positional(statement: sa.ClauseElement, dialect) -> tuple[str, list[Any]]:
@@ -950,10 +964,9 @@ def _positional(statement: sa.ClauseElement, dialect) -> tuple[str, list[Any]]:
 _SQLITE_BATCH_ROWS = 65_536
 
 
-def _sqlite_batches(url: URL, query: _Query, fetch: list[str], size: int | None, ordered: bool) -> Iterator[pa.Table]:
+def _sqlite_batches(url: URL, query: _Query, fetch: list[str], size: int | None, ordered: bool,
+                    statement_timeout_ms: int | None = None) -> Iterator[pa.Table]:
     import sqlite3
-
-    from shivx_analytics.config import get_settings
 
     frame = query.frame
     t = frame.table
@@ -968,17 +981,26 @@ def _sqlite_batches(url: URL, query: _Query, fetch: list[str], size: int | None,
     types = [pa.int64() if frame.column(n).kind in ("int", "bool") else pa.string() for n in fetch]
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     connection = sqlite3.connect(uri, uri=True, timeout=get_settings().sqlite_busy_timeout, check_same_thread=False)
+    # The statement timeout as the engines apply it: the query and the fetching of its rows
+    clock = None if statement_timeout_ms is None else _db.watch_statement_time(connection, statement_timeout_ms)
+
+    def failed(exc: sqlite3.Error) -> LoadError:
+        reason = _db.statement_timeout_message(statement_timeout_ms) if clock and clock.fired else _first_line(exc)
+        return LoadError(f"loading {frame.name} from {mask_url(url)}: {reason}")
+
     try:
+        if clock is not None:
+            clock.start()
         try:
             cursor = connection.execute(sql, params)
         except sqlite3.Error as exc:
-            raise LoadError(f"loading {frame.name} from {mask_url(url)}: {_first_line(exc)}") from None
+            raise failed(exc) from None
         rows_per_batch = min(size or _SQLITE_BATCH_ROWS, _SQLITE_BATCH_ROWS)
         while True:
             try:
                 rows = cursor.fetchmany(rows_per_batch)
             except sqlite3.Error as exc:
-                raise LoadError(f"loading {frame.name} from {mask_url(url)}: {_first_line(exc)}") from None
+                raise failed(exc) from None
             if not rows:
                 return
             yield pa.table([_sqlite_array(column, kind) for column, kind in zip(zip(*rows), types)], names=fetch)
@@ -1001,6 +1023,67 @@ def _sqlite_array(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
 _DUCKDB_BATCH_ROWS = 65_536
 _duckdb_lock = threading.Lock()
 _duckdb_database = None
+_duckdb_running: dict[Any, URL] = {}  # the cursors of the loads under way and their databases
+
+
+def _interrupt_duckdb() -> None:
+    """End every DuckDB load under way (a run's time limit expired: deadline.py).
+
+    DuckDB checks its interrupt flag between tasks only, and the postgres scanner waits for COPY
+    data in a blocking socket read: against a database whose network path froze it would wait
+    forever. So the process's own sockets to those databases are shut down as well: the read
+    returns, libpq reports the connection closed and the load raises."""
+    with _duckdb_lock:
+        running = dict(_duckdb_running)
+    for cursor in running:
+        cursor.interrupt()
+    _shut_down_sockets_to({(url.host, url.port or 5432) for url in running.values()})
+
+
+def _shut_down_sockets_to(servers: set[tuple[str | None, int]]) -> None:
+    """shutdown() this process's sockets connected to ``servers`` ((host or None for the local
+    Unix socket, port)); Linux (/proc/self/fd), elsewhere nothing happens."""
+    import os
+    import socket
+
+    addresses = set()
+    for host, port in servers:
+        if host is None or host.startswith("/"):
+            addresses.add(f".s.PGSQL.{port}")
+            continue
+        try:
+            addresses |= {(info[4][0], port) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+        except OSError:
+            continue
+    try:
+        descriptors = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for descriptor in descriptors:
+        try:
+            copy = os.dup(descriptor)
+        except OSError:  # closed meanwhile
+            continue
+        try:
+            duplicate = socket.socket(fileno=copy)
+        except OSError:  # not a socket
+            os.close(copy)
+            continue
+        with duplicate:
+            try:
+                peer = duplicate.getpeername()
+            except OSError:
+                continue
+            matches = (isinstance(peer, str) and any(peer.endswith(a) for a in addresses if isinstance(a, str))
+                       or isinstance(peer, tuple) and tuple(peer[:2]) in addresses)
+            if matches and duplicate.type == socket.SOCK_STREAM:
+                try:
+                    duplicate.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+register_interrupter(_interrupt_duckdb)
 
 
 def _duckdb_available() -> bool:
@@ -1055,6 +1138,8 @@ def _duckdb_batches(url: URL, query: _Query, fetch: list[str], size: int | None,
     libpq = _libpq_uri(url)
     schema = frame.table.schema or "public"
     cursor = _duckdb().cursor()
+    with _duckdb_lock:
+        _duckdb_running[cursor] = url
     attached = False
     try:
         try:
@@ -1073,7 +1158,7 @@ def _duckdb_batches(url: URL, query: _Query, fetch: list[str], size: int | None,
                 batch = reader.read_next_batch()
             except StopIteration:
                 return
-            except duckdb.Error as exc:
+            except (duckdb.Error, OSError) as exc:  # Arrow's stream reader hands DuckDB's errors on as OSError
                 raise _duckdb_error(exc, url, frame) from None
             yield pa.Table.from_batches([batch])
     finally:
@@ -1082,6 +1167,8 @@ def _duckdb_batches(url: URL, query: _Query, fetch: list[str], size: int | None,
                 cursor.execute("USE memory")
                 cursor.execute(f"DETACH {alias}")
         finally:
+            with _duckdb_lock:
+                _duckdb_running.pop(cursor, None)
             cursor.close()
 
 
@@ -1109,20 +1196,40 @@ def _duckdb_error(exc: Exception, url: URL, frame: _Frame) -> Exception:
     if url.password:
         for secret in {str(url.password), quote(str(url.password), safe="")}:
             message = message.replace(secret, "***")
-    cls = DatabaseUnavailable if "connect" in message.lower() else LoadError
-    return cls(f"loading {frame.name} from {mask_url(url)}: {message}")
+    if "connect" in message.lower():
+        return DatabaseUnavailable(f"loading {frame.name} from {mask_url(url)}: {message}; {_RETRY_ADVICE}")
+    return LoadError(f"loading {frame.name} from {mask_url(url)}: {message}")
+
+
+_RETRY_ADVICE = ("the database could not be reached or went away mid-load: check that it is up and "
+                 "reachable (`shivx-analytics health`), then load again")
+
+
+def _unavailable(exc: BaseException, url: URL, frame: _Frame) -> DatabaseUnavailable:
+    """A lost or refused connection on the row-by-row path, said as the fast paths say it."""
+    return DatabaseUnavailable(f"loading {frame.name} from {mask_url(url)}: {_first_line(getattr(exc, 'orig', None) or exc)}; {_RETRY_ADVICE}")
 
 
 # Any backend, through a SQLAlchemy connection: the statement's column types convert each value
 # (Money -> Decimal, Uuid -> UUID, ...), then Arrow arrays are built per kind.
 
 def _rows_batches(connection: Connection, statement: sa.Select, frame: _Frame, size: int | None) -> Iterator[pa.Table]:
-    result = connection.execute(statement)
+    try:
+        result = connection.execute(statement)
+    except sa.exc.DBAPIError as exc:
+        if _db.is_connection_lost(exc):
+            raise _unavailable(exc, connection.engine.url, frame) from None
+        raise
     names = list(result.keys())
     produced = False
     try:
         while True:
-            rows = result.fetchmany(size or 100_000)
+            try:
+                rows = result.fetchmany(size or 100_000)
+            except sa.exc.DBAPIError as exc:
+                if _db.is_connection_lost(exc):
+                    raise _unavailable(exc, connection.engine.url, frame) from None
+                raise
             if not rows and produced:
                 return
             produced = True
