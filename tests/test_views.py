@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from _compare import assert_same_summary
+from _compare import assert_same_summary, png
 from _databases import POSTGRESQL_ONLY
 from sqlalchemy.orm import Session
 
@@ -38,20 +38,35 @@ def demo(db_url):
     return db_url
 
 
+TEARSHEET_TABLES = ("monthly_heatmap", "rolling", "drawdown_periods")
+TEARSHEET_FIGURES = ("monthly_pnl_heatmap", "rolling_sharpe_volatility", "underwater", "equity_by_strategy")
+
+
 @POSTGRESQL_ONLY
+@pytest.mark.parametrize("capital", [None, "100000"], ids=["no-capital", "capital"])
 @pytest.mark.parametrize("window", WINDOWS, ids=["default", "partial-days", "one-day", "empty"])
-def test_pnl_report_from_views_equals_the_direct_path(backend, demo, window):
-    direct = sx.pnl_report(demo, as_of=AS_OF, pushdown=False, use_views=False, **window)
-    viewed = sx.pnl_report(demo, as_of=AS_OF, use_views=True, **window)
-    pushed = sx.pnl_report(demo, as_of=AS_OF, pushdown=True, use_views=False, **window)
+def test_pnl_report_from_views_equals_the_direct_path(backend, demo, window, capital):
+    arguments = {**window, "as_of": AS_OF, "starting_capital": capital}
+    direct = sx.pnl_report(demo, pushdown=False, use_views=False, **arguments)
+    viewed = sx.pnl_report(demo, use_views=True, **arguments)
+    pushed = sx.pnl_report(demo, pushdown=True, use_views=False, **arguments)
     assert (direct.parameters["path"], viewed.parameters["path"], pushed.parameters["path"]) == (
         "pandas", "views", "pushdown")
+    assert set(TEARSHEET_TABLES) <= direct.tables.keys() and set(TEARSHEET_FIGURES) <= direct.figures.keys()
+    # Each figure drawn once: constrained layout settles on the first draw, so a second PNG of the
+    # same figure can differ by a pixel from the first.
+    drawn = {id(r): {name: png(r.figures[name]) for name in TEARSHEET_FIGURES} for r in (direct, viewed, pushed)}
     for other in (viewed, pushed):
         assert other.summary == direct.summary
+        assert other.notes == direct.notes
         assert other.exact_tables.keys() == direct.exact_tables.keys()
         for name, table in direct.exact_tables.items():
             pd.testing.assert_frame_equal(other.exact_tables[name], table, check_exact=True, obj=name)
+        assert drawn[id(other)] == drawn[id(direct)]
     assert direct.exact_tables["daily"]["realized_pnl"].dtype == MONEY_TOTAL
+    if window == {}:  # the demo's whole history: more than 30 days, so every ratio exists
+        assert direct.tables["rolling"]["rolling_sharpe"].notna().any() and len(direct.tables["drawdown_periods"])
+        assert direct.summary["sharpe"] is not None and (direct.summary["calmar"] is None) == (capital is None)
 
 
 @POSTGRESQL_ONLY
