@@ -1,9 +1,8 @@
-"""The four reports on the small demo dataset (seed 0): they run quickly, their figures hold
+"""The four reports on the small demo dataset (seed 0): they run, their figures hold
 together, and SQLite and PostgreSQL give the same JSON."""
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 
 import pytest
@@ -23,9 +22,8 @@ def demo_url(backend, db_url) -> str:
 
 
 def test_the_four_reports_run_on_the_small_demo(demo_url, tmp_path):
-    started = time.perf_counter()
+    # Speed is measured by benchmarks/, not asserted here: tests check behaviour.
     reports = {build.__name__: build(demo_url, as_of=AS_OF) for build in BUILDERS}
-    assert time.perf_counter() - started < 20  # a few seconds here; generous for slow CI
     for name, report in reports.items():
         report.to_html(tmp_path / f"{name}.html")
         report.to_json(tmp_path / f"{name}.json")
