@@ -24,21 +24,30 @@ def _files(database: Path) -> list[Path]:
 def pytest_collection_modifyitems(session, config, items):
     if _prepared or not any(str(getattr(item, "path", "")).endswith(".ipynb") for item in items):
         return
-    import shivx_analytics as sx
-
-    database = Path(__file__).resolve().parent / DATABASE_NAME
-    for stale in _files(database):  # left by an interrupted run
-        stale.unlink(missing_ok=True)
-    absolute = f"sqlite:///{database}"
-    sx.migrate(absolute)
-    sx.generate_demo_data(absolute, seed=0, scale="small", as_of=NOTEBOOK_AS_OF)
-    _prepared["database"] = database
-    os.environ["SHIVX_DATABASE_URL"] = f"sqlite:///{DATABASE_NAME}"  # relative to the kernels' folder
-    os.environ["SHIVX_AS_OF"] = NOTEBOOK_AS_OF
-    os.environ.pop("MPLBACKEND", None)  # Agg in the environment would make figures vanish
+    _prepared["database"] = prepare_demo_database()
 
 
 def pytest_unconfigure(config):
     if _prepared:
-        for file in _files(_prepared["database"]):
-            file.unlink(missing_ok=True)
+        remove_demo_database(_prepared["database"])
+
+
+def prepare_demo_database() -> Path:
+    """Seed notebooks/nbval_demo.db afresh and point the kernels at it (also used by
+    refresh_outputs.py, so stored outputs are made exactly as the tests run them)."""
+    import shivx_analytics as sx
+
+    database = Path(__file__).resolve().parent / DATABASE_NAME
+    remove_demo_database(database)  # left by an interrupted run
+    absolute = f"sqlite:///{database}"
+    sx.migrate(absolute)
+    sx.generate_demo_data(absolute, seed=0, scale="small", as_of=NOTEBOOK_AS_OF)
+    os.environ["SHIVX_DATABASE_URL"] = f"sqlite:///{DATABASE_NAME}"  # relative to the kernels' folder
+    os.environ["SHIVX_AS_OF"] = NOTEBOOK_AS_OF
+    os.environ.pop("MPLBACKEND", None)  # Agg in the environment would make figures vanish
+    return database
+
+
+def remove_demo_database(database: Path) -> None:
+    for file in _files(database):
+        file.unlink(missing_ok=True)

@@ -3,20 +3,16 @@
     python notebooks/refresh_outputs.py                 # every notebook
     python notebooks/refresh_outputs.py 02_pnl.ipynb    # some of them
 
-The outputs are what nbval compares, so they are made the way notebooks/conftest.py runs the
-notebooks: a fresh demo SQLite file (seed 0, scale small, as_of NOTEBOOK_AS_OF) in a temporary
-folder, SHIVX_DATABASE_URL and SHIVX_AS_OF pointing the kernels at it, the notebooks' folder as
-the working directory, and no MPLBACKEND (Agg would make the figures vanish). sanitize.cfg's
-replacements are applied to the stored outputs, so no temporary path is committed.
+The outputs are what nbval compares, so they are made the way the tests run the notebooks:
+notebooks/conftest.py's prepare_demo_database (a fresh demo SQLite file, seed 0, as_of
+NOTEBOOK_AS_OF, SHIVX_DATABASE_URL and SHIVX_AS_OF pointing the kernels at it), the notebooks'
+folder as the working directory. sanitize.cfg's replacements are applied to the stored outputs.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import nbformat
@@ -24,21 +20,13 @@ from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from conftest import NOTEBOOK_AS_OF  # noqa: E402  (one definition of the notebooks' as_of)
+from conftest import prepare_demo_database, remove_demo_database  # noqa: E402  (one definition of the set-up)
 
 
 def main(names: list[str]) -> int:
-    import shivx_analytics as sx
-
     notebooks = [HERE / name for name in names] if names else sorted(HERE.glob("[0-9][0-9]_*.ipynb"))
-    folder = Path(tempfile.mkdtemp(prefix="shivx-notebooks-"))
+    database = prepare_demo_database()
     try:
-        url = f"sqlite:///{folder / 'notebooks.db'}"
-        sx.migrate(url)
-        sx.generate_demo_data(url, seed=0, scale="small", as_of=NOTEBOOK_AS_OF)
-        os.environ["SHIVX_DATABASE_URL"] = url
-        os.environ["SHIVX_AS_OF"] = NOTEBOOK_AS_OF
-        os.environ.pop("MPLBACKEND", None)
         for path in notebooks:
             notebook = nbformat.read(path, as_version=4)
             NotebookClient(notebook, timeout=600, kernel_name="python3", record_timing=False,
@@ -46,7 +34,7 @@ def main(names: list[str]) -> int:
             nbformat.write(_sanitized(notebook), path)
             print(f"refreshed {path.name}")
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_demo_database(database)
     return 0
 
 
