@@ -118,7 +118,8 @@ def test_fast_path_stores_exactly_what_the_column_types_store(seeded, migrated_t
     try:
         with core.begin() as connection:
             for name, model in TABLES.items():
-                connection.execute(model.__table__.insert(), rows[name])
+                ordered = rows[name] if name != "security_audit_logs" else sorted(rows[name], key=lambda r: r["chain_seq"])
+                connection.execute(model.__table__.insert(), ordered)  # audit rows: in chain order (revision 0006)
         for name, model in TABLES.items():
             key = ", ".join(c.name for c in model.__table__.primary_key.columns)
             columns = ", ".join(f'"{c.name}"' for c in model.__table__.columns)
