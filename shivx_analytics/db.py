@@ -126,6 +126,9 @@ def mask_url(url: str | URL) -> str:
     except Exception:
         return "<unparseable database URL>"
     _remember_secrets(parsed)
+    # The transport tuning every engine adds (connect timeout, keepalives) says nothing about
+    # which database this is: left out, so labels name the database as it was given.
+    parsed = parsed.difference_update_query(CONNECTION_TUNING_PARAMETERS)
     secret = {name: MASK for name in parsed.query if is_secret_parameter(name)}
     text = parsed.update_query_dict(secret).render_as_string(hide_password=True)
     return text.replace("=%2A%2A%2A", "=" + MASK) if secret else text
@@ -234,12 +237,16 @@ def _tls_parameters(url: URL, settings: Settings) -> dict[str, str]:
     return {name: str(value) for name, value in chosen.items() if value is not None}
 
 
+CONNECTION_TUNING_PARAMETERS = ("connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
+                                 "keepalives_count")
+
+
 def _connection_parameters(url: URL, settings: Settings) -> dict[str, str]:
     """libpq's connect timeout and TCP keepalives from the settings, where the URL names none:
     without them a connection to a database that stopped answering waits forever."""
-    chosen = {"connect_timeout": settings.connect_timeout_s, "keepalives": 1,
-              "keepalives_idle": settings.keepalives_idle_s, "keepalives_interval": settings.keepalives_interval_s,
-              "keepalives_count": settings.keepalives_count}
+    chosen = dict(zip(CONNECTION_TUNING_PARAMETERS, (
+        settings.connect_timeout_s, 1, settings.keepalives_idle_s, settings.keepalives_interval_s,
+        settings.keepalives_count)))
     return {name: str(value) for name, value in chosen.items() if name not in url.query}
 
 
