@@ -14,6 +14,7 @@ The public names are imported on first use (PEP 562), so `import shivx_analytics
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -54,6 +55,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
 
 def __getattr__(name: str) -> Any:
     module_name = _LAZY.get(name)
+    if module_name is None and not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}"):
+        module_name = f"{__name__}.{name}"  # a submodule, as `sx.db` was when this file imported them all
     if module_name is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module = importlib.import_module(module_name)
