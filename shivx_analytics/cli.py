@@ -691,11 +691,12 @@ def notebook_run(
         raise fail(f"notebook {str(notebook)!r} does not exist", Exit.BAD_ARGUMENTS)
     defined = _notebook_parameters(notebook)
     _check_notebook_parameters(notebook, parameters, defined)
-    read = _read_url(context, url)
     if url:
         os.environ["SHIVX_DATABASE_URL"] = url
-    if "database_url" in defined:  # the database checked above, not the notebook's own default
-        parameters.setdefault("database_url", _absolute(read))
+    if "database_url" in defined or url:  # a notebook without the parameter may read no database
+        read = _read_url(context, url)
+        if "database_url" in defined:  # the database checked above, not the notebook's own default
+            parameters.setdefault("database_url", _absolute(read))
     target = run_limited(timeout, "notebook run", lambda: run_notebook(notebook, parameters, out))
     typer.echo(str(target))
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from datetime import timedelta
@@ -18,7 +17,6 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 import shivx_analytics as sx
@@ -197,14 +195,14 @@ def pg_change_statements(victim_seq: int) -> list[str]:
         f"UPDATE {LOGS} SET action = 'forged'",
         f"DELETE FROM {LOGS}",
         f"TRUNCATE {LOGS}",
-        f"TRUNCATE users CASCADE",
+        "TRUNCATE users CASCADE",
         f"MERGE INTO {LOGS} l USING (SELECT {victim_seq} AS s) v ON l.chain_seq = v.s "
         "WHEN MATCHED THEN UPDATE SET action = 'forged'",
         f"MERGE INTO {LOGS} l USING (SELECT {victim_seq} AS s) v ON l.chain_seq = v.s WHEN MATCHED THEN DELETE",
         f"INSERT INTO {LOGS} SELECT * FROM {LOGS} WHERE chain_seq = {victim_seq} "
         "ON CONFLICT (log_id, \"timestamp\") DO UPDATE SET action = 'forged'",
-        f"UPDATE security_audit_logs_default SET action = 'forged'",
-        f"DELETE FROM security_audit_logs_default",
+        "UPDATE security_audit_logs_default SET action = 'forged'",
+        "DELETE FROM security_audit_logs_default",
     ]
 
 
@@ -217,7 +215,7 @@ def pg_control_statements() -> list[str]:
         f"ALTER TABLE {LOGS} NO FORCE ROW LEVEL SECURITY",
         f"CREATE POLICY rogue ON {LOGS} FOR DELETE USING (true)",
         f"ALTER TABLE {LOGS} DETACH PARTITION security_audit_logs_default",
-        f"DROP TABLE security_audit_logs_default",
+        "DROP TABLE security_audit_logs_default",
         f"CREATE TABLE rogue_partition PARTITION OF {LOGS} FOR VALUES FROM ('1990-01-01') TO ('1990-02-01')",
         "CREATE TEMP TABLE rogue (LIKE security_audit_logs)",  # allowed; attaching it is not:
         f"ALTER TABLE {LOGS} ATTACH PARTITION security_audit_logs_default DEFAULT",

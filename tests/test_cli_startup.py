@@ -43,5 +43,6 @@ def test_the_public_names_still_import_and_are_listed():
     assert set(sx.__all__) <= set(dir(sx))
     for name in sx.__all__:
         assert getattr(sx, name) is not None, name
+    assert sx.db.mask_url("postgresql://u:pw@h/x") == "postgresql://u:***@h/x"  # submodules as attributes
     with pytest.raises(AttributeError, match="no attribute 'load_everything'"):
         sx.load_everything  # noqa: B018
