@@ -231,7 +231,7 @@ def _is_decimal_column(values: pd.Series) -> bool:
         import pyarrow as pa
 
         return pa.types.is_decimal(dtype.pyarrow_dtype)
-    if dtype != object:
+    if not pd.api.types.is_object_dtype(dtype):
         return False
     present = [v for v in values if not is_missing(v)]
     return any(isinstance(v, Decimal) for v in present) and all(
