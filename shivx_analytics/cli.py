@@ -652,13 +652,15 @@ def _print_empty_window_notes(built: dict) -> None:
 
 
 def _print_summaries(summaries: dict) -> None:
-    from shivx_analytics.reports.base import _display
+    """Each report's headline figures as a reader sees them on the HTML page (labels in words,
+    USD to the cent); the exact values are in the JSON and CSV files."""
+    from shivx_analytics.reports.display import format_value, label
 
     for name, summary in summaries.items():
         typer.echo(f"\n{name}")
-        width = max((len(k) for k in summary), default=0)
+        width = max((len(label(k)) for k in summary), default=0)
         for key, value in summary.items():
-            typer.echo(f"  {key:<{width}}  {_display(value)}")
+            typer.echo(f"  {label(key):<{width}}  {format_value(value, key).text}")
 
 
 notebook_app = typer.Typer(no_args_is_help=True, help="Execute notebooks headless.", epilog=EXIT_CODES,

@@ -62,7 +62,7 @@ def test_demo_creates_the_database_and_every_report_and_is_safe_to_run_twice(tmp
             assert produced.is_file() and produced.stat().st_size > 0, produced
             assert str(produced.relative_to(tmp_path)) in first.stdout
         assert any((folder / f"{stem}_csv").glob("*.csv")), stem
-    assert "realized_pnl" in first.stdout and "fill_rate" in first.stdout  # the summary table
+    assert "Realized P&L" in first.stdout and "Fill rate" in first.stdout  # the summary table, in words
     assert not [p for p in folder.iterdir() if p.name.startswith(".")], "staging or temporary files left"
     json_before = {stem: (folder / f"{stem}.json").read_bytes() for stem in REPORT_STEMS}
 
