@@ -338,7 +338,8 @@ def _use_wal(cursor) -> None:  # noqa: ANN001
     ``mode=ro`` URI) it fails with "attempt to write a readonly database", and every connection
     -- reports and loaders only read -- failed with it. Such a file is read in the journal mode it has.
     """
-    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+    cursor.execute("PRAGMA journal_mode")  # not chained: aiosqlite's adapted execute returns no cursor
+    if str(cursor.fetchone()[0]).lower() == "wal":
         return
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
