@@ -684,11 +684,11 @@ def test_cumulative_pnl_by_strategy_is_each_strategys_equity_from_zero():
 def test_ratio_notes_say_why_ratios_are_missing():
     notes = " ".join(m.ratio_notes(m.daily_realized_pnl(book(), SINCE, UNTIL)))
     assert "at least 30 daily observations; this window has 5" in notes
-    assert "need starting_capital" in notes
+    assert "need a starting capital" in notes and "None" not in notes  # notes are for readers
     assert m.ratio_notes(alternating(), 1000) == []
     gains = " ".join(m.ratio_notes(alternating().abs(), 1000))
-    assert "Sortino is None: no day of the window has a loss" in gains
-    assert "calmar is None: the equity never fell" in gains
+    assert "Sortino is not given: no day of the window has a loss" in gains
+    assert "Calmar is not given: the equity never fell" in gains
 
 
 def test_pnl_summary_of_a_one_day_window():

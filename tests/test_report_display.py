@@ -270,3 +270,14 @@ def test_view_shows_one_table_for_reading():
         report.view("daily")
     with pytest.raises(ValueError, match="rows must be a positive whole number"):
         report.view("by_token", rows=0)
+
+
+@pytest.mark.parametrize("view", ["to_html", "_repr_html_"])
+def test_user_ids_show_the_username_beside_the_short_id(reports, view):
+    for name, table in (("pnl", "by_user"), ("security", "locked_users"), ("security", "failed_logins_by_user")):
+        report = reports[name]
+        user_id = str(report.exact_tables[table].reset_index()["user_id"].dropna().iloc[0])
+        username = report.usernames[user_id]
+        shown = _visible_text(getattr(report, view)())
+        assert f"{username} ({user_id[:8]})" in shown, f"{name}.{table}: no username beside {user_id[:8]}"
+    assert USERNAME in report.usernames.values()  # the planted name, shown as text (HTML-escaped)

@@ -718,21 +718,21 @@ def ratio_notes(daily: pd.Series, starting_capital: object = None) -> list[str]:
     days = len(daily)
     if days < MIN_DAYS_FOR_RATIOS:
         notes.append(f"Sharpe, Sortino, volatility, CAGR and Calmar need at least {MIN_DAYS_FOR_RATIOS} "
-                     f"daily observations; this window has {days}, so they are None (annualising a "
+                     f"daily observations; this window has {days}, so they are not given (annualising a "
                      "few days is noise).")
     else:
         if sharpe(daily) is None:
-            notes.append("Sharpe is None: every day of the window has the same realized P&L.")
+            notes.append("Sharpe is not given: every day of the window has the same realized P&L.")
         if sortino(daily) is None:
-            notes.append("Sortino is None: no day of the window has a loss (no downside deviation).")
+            notes.append("Sortino is not given: no day of the window has a loss (no downside deviation).")
     if starting_capital is None:
-        notes.append("return_pct, cagr_pct, volatility_pct, calmar and the underwater % need "
-                     "starting_capital; without it they are None and drawdowns are in USD.")
+        notes.append("Return, CAGR, volatility (%), Calmar and the underwater % need a "
+                     "starting capital; without it they are not given and drawdowns are in USD.")
     elif days >= MIN_DAYS_FOR_RATIOS:
         if cagr_pct(daily, starting_capital) is None:
-            notes.append("cagr_pct and calmar are None: the ending equity is <= 0.")
+            notes.append("CAGR and Calmar are not given: the ending equity is <= 0.")
         elif drawdown(daily, starting_capital).max_drawdown_pct == 0:
-            notes.append("calmar is None: the equity never fell below its running peak.")
+            notes.append("Calmar is not given: the equity never fell below its running peak.")
         if volatility_pct(daily, starting_capital) is None:
             notes.append("volatility_pct is None: a day starts with equity <= 0 (no return on it).")
     return notes

@@ -21,6 +21,15 @@ from shivx_analytics.domain import window
 DEFAULT_LOOKBACK = pd.Timedelta(window.DEFAULT_LOOKBACK)
 
 
+def usernames(source: Any) -> dict[str, str]:
+    """user_id -> username of every user, for showing names beside ids (usernames are not
+    secret; the loader never selects a password hash)."""
+    from shivx_analytics.frames import load_users
+
+    users = load_users(source)
+    return dict(zip(users["user_id"].astype(str), users["username"].astype(str)))
+
+
 @contextmanager
 def opened(source: Any) -> Iterator[Engine | Connection | Session]:
     """The source as the loaders take it; a URL becomes one engine for the whole report, and so

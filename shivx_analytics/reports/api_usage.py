@@ -24,7 +24,7 @@ from shivx_analytics.frames import load_api_keys, load_audit_logs
 from shivx_analytics.metrics._common import day_index
 
 from ._common import (
-    base_parameters, empty_window_note, filter_values, filtered_path_note, opened, report_window,
+    base_parameters, empty_window_note, filter_values, filtered_path_note, opened, report_window, usernames,
 )
 from .base import Report
 
@@ -64,6 +64,7 @@ def api_usage_report(source: Any = None, *, since: object = None, until: object 
     since_ts, until_ts, as_of_ts = window.since, window.until, window.as_of
     filters = filter_values(user_id=user_id)
     with opened(source) as handle, aggregates.read_connection(handle) as connection:
+        names = usernames(handle)
         path = "pandas" if filters else aggregates.choose_path(
             connection, pushdown=pushdown, use_views=use_views,
             window_rows=aggregates.api_request_rows(since_ts, until_ts), views=True)
@@ -108,7 +109,7 @@ def api_usage_report(source: Any = None, *, since: object = None, until: object 
                   figures=figures, parameters={
                       **base_parameters(source, since_ts, until_ts, as_of_ts, filters),
                       "near_limit_threshold": NEAR_LIMIT, "idle_days": IDLE_DAYS, "path": path},
-                  notes=notes)
+                  notes=notes, usernames=names)
 
 
 @dataclass(frozen=True)

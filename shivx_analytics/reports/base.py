@@ -45,7 +45,8 @@ class Report:
 
     def __init__(self, name: str, title: str, summary: dict[str, Any],
                  tables: Mapping[str, pd.DataFrame] | None = None, figures: dict[str, Any] | None = None,
-                 parameters: dict[str, Any] | None = None, notes: list[str] | None = None) -> None:
+                 parameters: dict[str, Any] | None = None, notes: list[str] | None = None,
+                 usernames: Mapping[str, str] | None = None) -> None:
         self.name = name
         self.title = title
         self.summary = summary
@@ -53,6 +54,7 @@ class Report:
         self.figures = dict(figures or {})
         self.parameters = dict(parameters or {})
         self.notes = list(notes or [])
+        self.usernames = dict(usernames or {})  # user_id -> username, shown beside ids (display only)
         self._float_tables = PandasTables(self)
 
     @property
@@ -80,7 +82,7 @@ class Report:
                  _summary_html(self.summary)]
         for name, table in self.exact_tables.items():
             parts.append(f"<details><summary>{html.escape(label(name))} ({_rows(len(table))})</summary>"
-                         f"{_table_html(table, NOTEBOOK_MAX_ROWS)}</details>")
+                         f"{_table_html(table, NOTEBOOK_MAX_ROWS, self.usernames)}</details>")
         parts.append(_exact_html(self.summary))
         parts.append("</div>")
         return "\n".join(parts)
@@ -92,7 +94,7 @@ class Report:
             raise KeyError(f"report {self.name!r} has no table {name!r}; its tables: {', '.join(self.exact_tables)}")
         if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
             raise ValueError(f"rows must be a positive whole number, got {rows!r}")
-        return TableView(label(name), self.exact_tables[name], rows)
+        return TableView(label(name), self.exact_tables[name], rows, self.usernames)
 
     # -- exports ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -144,7 +146,7 @@ class Report:
             anchor = f"table-{_anchor(name)}"
             contents.append((anchor, f"{label(name)} ({_rows(len(table))})"))
             tables.append(f'<section id="{anchor}"><h2>{html.escape(label(name))}</h2>'
-                          f"{_table_html(table, HTML_MAX_ROWS)}</section>")
+                          f"{_table_html(table, HTML_MAX_ROWS, self.usernames)}</section>")
         contents.append(("exact-values", "Exact values"))
         toc = "".join(f'<li><a href="#{a}">{html.escape(text)}</a></li>' for a, text in contents)
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
@@ -163,17 +165,17 @@ class Report:
 class TableView:
     """A report table as a reader sees it (Report.view): HTML in a notebook, text elsewhere."""
 
-    def __init__(self, title: str, table: pd.DataFrame, rows: int) -> None:
-        self.title, self.table, self.rows = title, table, rows
+    def __init__(self, title: str, table: pd.DataFrame, rows: int, usernames: Mapping[str, str] | None = None) -> None:
+        self.title, self.table, self.rows, self.usernames = title, table, rows, usernames
 
     def _repr_html_(self) -> str:
         return (f'<div class="shivx-report"><style>{CSS}</style><h4>{html.escape(self.title)}</h4>'
-                f"{_table_html(self.table, self.rows)}</div>")
+                f"{_table_html(self.table, self.rows, self.usernames)}</div>")
 
     def __repr__(self) -> str:
         frame = self.table.reset_index() if _has_named_index(self.table) else self.table
         shown = frame.head(self.rows)
-        cells, columns = _table_cells(shown) if len(shown) and shown.shape[1] else ([], list(frame.columns))
+        cells, columns = _table_cells(shown, self.usernames) if len(shown) and shown.shape[1] else ([], list(frame.columns))
         text = pd.DataFrame([[c.text for c in row] for row in cells], columns=[label(c) for c in columns])
         more = f"\n(showing {len(shown)} of {len(frame):,} rows)" if len(frame) > len(shown) else ""
         return f"{self.title}\n{text.to_string(index=False)}{more}"
@@ -432,7 +434,7 @@ def _parameters_html(parameters: Mapping[str, Any]) -> str:
     return f"<ul class='params'>{shown}</ul>"
 
 
-def _table_cells(frame: pd.DataFrame) -> tuple[list[list[Cell]], list[Any]]:
+def _table_cells(frame: pd.DataFrame, usernames: Mapping[str, str] | None = None) -> tuple[list[list[Cell]], list[Any]]:
     """Formatted cells column by column (the kind decided per column; a statistic / value
     table formats each value by its statistic's name and unit)."""
     columns = list(frame.columns)
@@ -443,9 +445,9 @@ def _table_cells(frame: pd.DataFrame) -> tuple[list[list[Cell]], list[Any]]:
                  "value": format_stats_values(statistics, list(frame["value"]), units)}
         if units is not None:  # the value carries its unit now
             columns.remove("unit")
-        by_column = [cells.get(c) or format_column(frame[c], c) for c in columns]
+        by_column = [cells.get(c) or format_column(frame[c], c, usernames) for c in columns]
     else:
-        by_column = [format_column(frame[c], c) for c in columns]
+        by_column = [format_column(frame[c], c, usernames) for c in columns]
     return [list(row) for row in zip(*by_column)], columns
 
 
@@ -454,7 +456,7 @@ def _is_stats_table(frame: pd.DataFrame) -> bool:
     return list(frame.columns[:2]) == ["statistic", "value"]
 
 
-def _table_html(table: pd.DataFrame, max_rows: int) -> str:
+def _table_html(table: pd.DataFrame, max_rows: int, usernames: Mapping[str, str] | None = None) -> str:
     """A table for reading: labels in words, values by kind, at most ``max_rows`` rows (the
     latest ones for a table indexed by time, else the first), with a line saying so."""
     by_time = isinstance(table.index, pd.DatetimeIndex) and table.index.is_monotonic_increasing
@@ -469,7 +471,7 @@ def _table_html(table: pd.DataFrame, max_rows: int) -> str:
         note = (f"<p class='trimmed'>Showing {which} {max_rows} of {len(frame):,} rows; the full table is "
                 "in the CSV export (and the JSON).</p>")
         frame = frame.tail(max_rows) if by_time else frame.head(max_rows)
-    rows, columns = _table_cells(frame)
+    rows, columns = _table_cells(frame, usernames)
     numeric = {c for c, column in zip(columns, zip(*rows)) if any(cell.numeric for cell in column)} if rows else set()
     head = "".join(f"<th class='{'num' if c in numeric else 'text'}'>{html.escape(label(c))}</th>" for c in columns)
     body = "".join("<tr>" + "".join(cell.html() for cell in row) + "</tr>" for row in rows)

@@ -13,7 +13,7 @@ import datetime as dt
 import html
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -232,6 +232,15 @@ def text_cell(value: str) -> Cell:
     return Cell(value)
 
 
+def user_cell(value: Any, usernames: Mapping[str, str]) -> Cell:
+    """A user id as "alice (1a2b3c4d)", the full id as tooltip; an unknown id as its short form."""
+    if is_missing(value):
+        return Cell(MISSING)
+    text = str(value)
+    name = usernames.get(text)
+    return Cell(f"{name} ({text[:8]})", text) if name else text_cell(text)
+
+
 def format_value(value: Any, key: object = None, *, kind: str | None = None) -> Cell:
     """One figure for a reader, by its type and its key's name (see kind_of_key)."""
     if is_missing(value):
@@ -282,10 +291,13 @@ STATS_UNITS = {"seconds": "duration", "usd": "money", "count": None, "ratio": No
                "percent": "pct", "bps": None}
 
 
-def format_column(values: pd.Series, name: object) -> list[Cell]:
+def format_column(values: pd.Series, name: object, usernames: Mapping[str, str] | None = None) -> list[Cell]:
     """Every value of one table column, the kind decided once for the column: Decimals are
     money unless the name says price or token amount, timestamps are dates when every one is
-    midnight UTC, names ending _pct, _rate, _share ... are percentages."""
+    midnight UTC, names ending _pct, _rate, _share ... are percentages; a user_id column shows
+    the username beside the short id when ``usernames`` knows it."""
+    if name == "user_id" and usernames:
+        return [user_cell(v, usernames) for v in values]
     kind = kind_of_key(name)
     dtype = values.dtype
     if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(dtype):

@@ -25,7 +25,7 @@ from shivx_analytics.metrics.execution import STATUSES
 
 from ._common import (
     base_parameters, empty_window_note, filter_values, filtered_path_note, label_missing, opened,
-    report_window, stats_table,
+    report_window, stats_table, usernames,
 )
 from .base import Report
 
@@ -61,6 +61,7 @@ def execution_report(source: Any = None, *, since: object = None, until: object 
     since_ts, until_ts, as_of_ts = window.since, window.until, window.as_of
     filters = filter_values(user_id=user_id, token=token)
     with opened(source) as readable:
+        names = usernames(readable)
         path = "pandas"
         if not filters:
             with read_connection(readable) as connection:
@@ -130,7 +131,7 @@ def execution_report(source: Any = None, *, since: object = None, until: object 
     if not summary["orders"]:
         notes.append(empty_window_note("orders", since_ts, until_ts, filters))
     return Report(name="execution", title="Order execution report", summary=summary,
-                  tables=tables, figures=figures, parameters=parameters, notes=notes)
+                  tables=tables, figures=figures, parameters=parameters, notes=notes, usernames=names)
 
 
 def _tolerance_marker(tolerance: float | None) -> dict[str, Any]:

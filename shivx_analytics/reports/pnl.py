@@ -25,7 +25,7 @@ from shivx_analytics.metrics._common import in_window, to_decimal
 
 from ._common import (
     base_parameters, empty_window_note, filter_values, filtered_path_note, label_missing, opened,
-    report_window, stats_table,
+    report_window, stats_table, usernames,
 )
 from .base import Report
 
@@ -75,6 +75,7 @@ def pnl_report(source: Any = None, *, since: object = None, until: object = None
     filters = filter_values(user_id=user_id, strategy=strategy, token=token)
     chosen = {"user_id": user_id, "strategy": strategy, "token": token}
     with opened(source) as connection:
+        names = usernames(connection)
         # Alive in the window: opened before until, still open at since or later (all of them
         # when since defaults to the first opened_at).
         positions = load_positions(connection, since=since_arg, until=load_until, **chosen, money="decimal")
@@ -188,7 +189,7 @@ def pnl_report(source: Any = None, *, since: object = None, until: object = None
     parameters["starting_capital"] = capital
     parameters["path"] = path
     return Report(name="pnl", title="P&L report", summary=summary, tables=tables,
-                  figures=figures, parameters=parameters, notes=notes)
+                  figures=figures, parameters=parameters, notes=notes, usernames=names)
 
 
 def _starting_capital(value: object) -> Decimal | None:

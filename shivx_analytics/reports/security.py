@@ -26,7 +26,7 @@ from shivx_analytics.frames import load_audit_logs, load_users
 
 from ._common import (
     base_parameters, empty_window_note, filter_values, filtered_path_note, label_missing, opened,
-    report_window,
+    report_window, usernames,
 )
 from .base import Report
 
@@ -71,6 +71,7 @@ def security_report(source: Any = None, *, since: object = None, until: object =
     since_ts, until_ts, as_of_ts = window.since, window.until, window.as_of
     filters = filter_values(user_id=user_id)
     with opened(source) as handle, aggregates.read_connection(handle) as connection:
+        names = usernames(handle)
         path = "pandas" if filters else aggregates.choose_path(
             connection, pushdown=pushdown, use_views=False,
             window_rows=aggregates.security_rows(since_ts, until_ts), views=False)
@@ -117,7 +118,7 @@ def security_report(source: Any = None, *, since: object = None, until: object =
     if not int(measured.event_types["events"].sum()):
         notes.append(empty_window_note("audit events", since_ts, until_ts, filters))
     return Report(name="security", title="Security report", summary=summary, tables=tables,
-                  figures=figures, parameters=parameters, notes=notes)
+                  figures=figures, parameters=parameters, notes=notes, usernames=names)
 
 
 @dataclass(frozen=True)
