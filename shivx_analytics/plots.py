@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import ParamSpec
 
 import matplotlib
+import matplotlib.style
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -43,11 +44,13 @@ _P = ParamSpec("_P")
 
 
 def styled(build: Callable[_P, Figure]) -> Callable[_P, Figure]:
-    """Build the figure inside ``rc_context(STYLE)``: the style is read while artists are made
-    (the first tick of each axis too, made when the axes' grid is set), not at drawing time."""
+    """Build the figure inside matplotlib's defaults plus STYLE (a style context): the style is
+    read while artists are made (the first tick of each axis too, made when the axes' grid is
+    set), not at drawing time. Starting from the defaults keeps the figures the same whatever
+    the analyst's session changed globally (a library such as quantstats restyles on import)."""
     @functools.wraps(build)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Figure:
-        with matplotlib.rc_context(STYLE):
+        with matplotlib.style.context(["default", STYLE]):
             return build(*args, **kwargs)
     return wrapper
 

@@ -291,7 +291,7 @@ def test_pnl_report_headline_figures_match_the_hand_computation(seeded):
     for key in ("sharpe", "sortino", "volatility", "volatility_pct", "cagr_pct", "calmar"):
         assert s[key] is None, key
     assert any("at least 30 daily observations; this window has 5" in note for note in report.notes)
-    series = report.tables["daily"]["realized_pnl"]
+    series = report.exact_tables["daily"]["realized_pnl"]
     x = [float(v) for v in daily]
     assert sx.metrics.sharpe(series, min_days=5) == pytest.approx(
         statistics.mean(x) / statistics.stdev(x) * math.sqrt(365), rel=1e-12)
@@ -302,14 +302,14 @@ def test_pnl_report_headline_figures_match_the_hand_computation(seeded):
     assert s["return_pct"] == pytest.approx(-1.7018518514, rel=1e-12)
     assert s["best_month"] == s["worst_month"] == Decimal("-170.18518514")
     # one drawdown: peak 10020 on 01-01, trough 9829.81481486 from 01-04, not recovered by 01-05
-    periods = report.tables["drawdown_periods"]
+    periods = report.exact_tables["drawdown_periods"]
     assert periods[["start", "trough"]].iloc[0].to_list() == [pd.Timestamp("2025-01-01", tz="UTC"),
                                                               pd.Timestamp("2025-01-04", tz="UTC")]
     assert len(periods) == 1 and pd.isna(periods["recovery"].iloc[0]) and periods["length_days"].iloc[0] == 4
     assert periods["depth"].iloc[0] == s["max_drawdown"]
     assert periods["depth_pct"].iloc[0] == pytest.approx(s["max_drawdown_pct"], rel=1e-12)
-    assert report.tables["monthly_heatmap"].loc[2025, "Jan"] == Decimal("-170.18518514")
-    assert report.tables["rolling"]["rolling_sharpe"].isna().all()  # no 30-day window yet
+    assert report.exact_tables["monthly_heatmap"].loc[2025, "Jan"] == Decimal("-170.18518514")
+    assert report.exact_tables["rolling"]["rolling_sharpe"].isna().all()  # no 30-day window yet
     assert (s["best_day"], s["worst_day"]) == (Decimal("20"), Decimal("-140.18518514"))
     # P6 crosses its take-profit (1850 >= 1840), P7 its stop-loss (110.5 <= 111)
     assert s["triggered_exits"] == 2
@@ -623,12 +623,12 @@ def test_fifo_reconciliation_rounds_the_windows_pnl_once(backend, db_url):
             seed_orders(session, STRADDLING_ORDERS)
             session.commit()
         report = pnl_report(engine, since="2025-01-03", as_of=AS_OF)
-        row = report.tables["fifo_reconciliation"].set_index("token").loc["DOGE"]
+        row = report.exact_tables["fifo_reconciliation"].set_index("token").loc["DOGE"]
         # +0.000000005 in the window: 0 to 8 places, half to even. The ledger through until
         # (0.00000001) minus the ledger through since (0.000000005 -> 0) would say 0.00000001.
         assert (row["fifo_pnl"], row["position_pnl"], row["matches"]) == (Decimal("0"), Decimal("0"), True)
         assert report.summary["fifo_mismatches"] == 0
-        ledger = report.tables["fifo_ledger"].set_index("token").loc["DOGE"]
+        ledger = report.exact_tables["fifo_ledger"].set_index("token").loc["DOGE"]
         assert ledger["realized_pnl"] == Decimal("0.00000001")  # the whole ledger: 2 x 0.000000005
     finally:
         engine.dispose()

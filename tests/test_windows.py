@@ -193,7 +193,7 @@ def hand_filter(frame: pd.DataFrame, **filters) -> pd.DataFrame:
 
 
 def test_report_filters_equal_hand_filtering_the_loaders_rows(demo):
-    positions = sx.load_positions(demo)
+    positions = sx.load_positions(demo, money="decimal")
     user = positions["user_id"].value_counts().index[0]
     strategy = positions["strategy"].dropna().value_counts().index[0]
     tokens = ["SOL", "BONK"]
@@ -212,14 +212,15 @@ def test_report_filters_equal_hand_filtering_the_loaders_rows(demo):
         "user_id": user, "strategy": strategy, "token": tokens}
     assert pnl.parameters["path"] == "pandas"
     # the FIFO ledger holds the executed orders of the strategy's positions only
-    orders = sx.load_orders(demo, status="executed")
-    ledger = orders[orders["position_id"].isin(hand_filter(sx.load_positions(demo), user_id=user,
+    orders = sx.load_orders(demo, status="executed", money="decimal")
+    ledger = orders[orders["position_id"].isin(hand_filter(sx.load_positions(demo, money="decimal"), user_id=user,
                                                                 strategy=strategy, token=tokens)["position_id"])]
     assert pnl.summary["fifo_mismatches"] == 0 and pnl.summary["fifo_problems"] == 0
     assert set(pnl.tables["fifo_ledger"]["token"]) == set(ledger["token"].astype(str))
 
     execution = sx.execution_report(demo, as_of=AS_OF, user_id=[user], token=tokens)
-    window_orders = sx.load_orders(demo, since=execution.parameters["since"], until=execution.parameters["until"])
+    window_orders = sx.load_orders(demo, since=execution.parameters["since"], until=execution.parameters["until"],
+                                  money="decimal")
     mine = hand_filter(window_orders, user_id=[user], token=tokens)
     assert len(mine) > 0
     assert execution.summary == metrics.execution_summary(mine)
@@ -320,7 +321,7 @@ def test_demo_on_a_database_seeded_earlier_reuses_its_date(tmp_path):
     assert "seeded earlier; reporting as of its data's date, 2025-10-28" in again.stderr
     assert (tmp_path / "reports" / "2025-10-28" / "execution.json").read_bytes() == written
     assert not [p for p in (tmp_path / "reports").iterdir() if p.name != "2025-10-28"]
-    assert re.search(r"closed_positions\s+[1-9]", again.stdout) and re.search(r"\n  orders\s+[1-9]", again.stdout)
+    assert re.search(r"Closed positions\s+[1-9]", again.stdout) and re.search(r"\n  Orders\s+[1-9]", again.stdout)
     asked = cli("demo", "--as-of", "2025-06-01", cwd=tmp_path)
     assert asked.returncode == 0, asked.stderr
     assert "its data ends at 2025-10-28 00:00 UTC; reporting as of 2025-06-01 00:00 UTC as asked" in asked.stderr
@@ -343,9 +344,9 @@ def test_notebook_02_opens_on_the_demo_data_without_environment_variables(tmp_pa
         os.environ.update(saved)
     shown = "\n".join(output.get("data", {}).get("text/plain", "") + output.get("text", "")
                       for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs)
-    closed = re.search(r"closed_positions\s+(\d+)", shown)
-    assert closed and int(closed.group(1)) > 0, shown[:2000]
+    closed = re.search(r"closed_positions=([\d,]+)", shown)  # the report's repr
+    assert closed and int(closed.group(1).replace(",", "")) > 0, shown[:2000]
     today = datetime.now(UTC).date().isoformat()
     html = "\n".join(output.get("data", {}).get("text/html", "")
                      for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs)
-    assert f"as_of: {today}T00:00:00+00:00" in html and "database: sqlite:///../shivx_demo.db" in html
+    assert f"As of: <b>{today}</b>" in html and "Database: <b>sqlite:///../shivx_demo.db</b>" in html
