@@ -94,13 +94,16 @@ def normalize_url(url: str | URL, *, asynchronous: bool = False) -> URL:
 
     PostgreSQL: a password given as ``?password=`` moves into the user-info, where SQLAlchemy
     hides it in every rendering (repr(engine), str(engine.url), logs); it wins over a user-info
-    password, as it does for the drivers. (SQLite ignores it; mask_url hides it there.)"""
+    password, as it does for the drivers. SQLite has no use for secrets (its driver ignores such
+    query parameters): they are dropped, so no rendering of the engine can show them."""
     parsed = make_url(url) if not isinstance(url, URL) else url
     _remember_secrets(parsed)
     if "password" in parsed.query and parsed.get_backend_name() in ("postgresql", "postgres"):
         password = parsed.query["password"]
         password = password[-1] if isinstance(password, tuple) else password
         parsed = parsed.set(password=password).difference_update_query(["password"])
+    if parsed.get_backend_name() == "sqlite":
+        parsed = parsed.difference_update_query([name for name in parsed.query if is_secret_parameter(name)])
     backend = parsed.get_backend_name()
     if backend == "postgres":
         backend = "postgresql"
