@@ -158,9 +158,16 @@ def _reason(exc: BaseException) -> str:
     return _first_line(getattr(exc, "orig", None) or exc)
 
 
+def _checked_timeout(seconds: Optional[float]) -> Optional[float]:
+    """--timeout is checked as it is parsed: a bad value exits 2 before any database is looked at."""
+    if seconds is not None and not seconds > 0:
+        raise fail(f"--timeout must be > 0 seconds, got {seconds!r}", Exit.BAD_ARGUMENTS)
+    return seconds
+
+
 TimeoutOption = Annotated[Optional[float], typer.Option(
-    "--timeout", help="Seconds the run may take; past it it stops, writes nothing and exits 3 "
-                      "(default: SHIVX_TIMEOUT_S, else no limit)")]
+    "--timeout", callback=_checked_timeout, help="Seconds the run may take; past it it stops, writes nothing "
+                                                 "and exits 3 (default: SHIVX_TIMEOUT_S, else no limit)")]
 
 
 def run_limited(seconds: Optional[float], what: str, work):

@@ -164,8 +164,13 @@ def _resolve_as_of(as_of: datetime | date | str | None) -> datetime:
     start of the current UTC day, so a day's seeds are identical."""
     if as_of is None:
         return datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    resolved = instant(as_of, "as_of")
-    if not AS_OF_EARLIEST <= resolved <= AS_OF_LATEST:
+    try:
+        resolved: datetime | None = instant(as_of, "as_of")
+    except ValueError as exc:  # an offset that moves it out of the years 1-9999: out of range too
+        if "outside the years" not in str(exc):
+            raise
+        resolved = None
+    if resolved is None or not AS_OF_EARLIEST <= resolved <= AS_OF_LATEST:
         raise ValueError(f"as_of (--as-of) {as_of!s} is outside the range the demo can generate: "
                          f"{AS_OF_EARLIEST.date().isoformat()} to {AS_OF_LATEST.date().isoformat()} UTC (its history "
                          f"starts up to {EARLIEST_DAYS_BEFORE_AS_OF} days before as_of, API keys expire up to "

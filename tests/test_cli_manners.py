@@ -111,8 +111,8 @@ def test_a_database_url_that_cannot_be_used_exits_2_naming_the_option(tmp_path, 
 def test_a_date_that_is_not_iso_8601_exits_2_naming_the_option_and_the_form(tmp_path, option, value):
     result = run("report", "pnl", option, value, "--url", f"sqlite:///{tmp_path / 'none.db'}",
                  "--out", str(tmp_path / "out"))
-    assert_shell_message(result, Exit.BAD_ARGUMENTS, f"{option} {value!r} is not an ISO 8601 date or datetime",
-                         "2025-10-28T12:00:00Z")
+    assert_shell_message(result, Exit.BAD_ARGUMENTS, f"{option}: expected an ISO 8601 date or datetime",
+                         "2025-10-28T12:00:00Z", repr(value))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -152,7 +152,7 @@ def test_notebook_run_with_a_parameter_the_notebook_does_not_define_exits_2_list
 
 
 @pytest.mark.parametrize("parameter, complaint", [
-    ("as_of=notadate", "-p as_of 'notadate' is not an ISO 8601 date or datetime"),
+    ("as_of=notadate", "-p as_of: expected an ISO 8601 date or datetime such as 2025-10-28 or 2025-10-28T12:00:00Z, got 'notadate'"),
     ("until=9999-12-31", "-p until '9999-12-31' is outside the supported range"),
     ("starting_capital=-5", "-p starting_capital must be > 0 USD"),
 ])
