@@ -413,7 +413,6 @@ def _progress_enabled(flag: bool) -> bool:
 # (history, key expiries, look-back windows), and pandas' nanosecond timestamps end in 2262.
 EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc)
 LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.timezone.utc)  # exclusive
-ISO_FORMS = "an ISO 8601 date or datetime such as 2025-10-28, 2025-10-28T12:00:00Z or 2025-10-28T14:00:00+02:00"
 
 
 def _parse_when(value: Optional[str], name: str):
