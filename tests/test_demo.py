@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from _databases import BACKENDS, POSTGRES_URL, copy_migrated_database, drop_postgres_database, require_backend
-from shivx_analytics import demo
+from shivx_analytics.demo import seed, vocabulary, writing
 from shivx_analytics.db import create_engine
 from shivx_analytics.demo import DEMO_PASSWORD, generate_demo_data
 from shivx_analytics.models import (
@@ -150,9 +150,9 @@ def test_an_integer_scale_is_the_number_of_orders(backend, db_url):
 
 
 def test_named_scales():
-    assert demo.SCALES == {"small": 2_000, "medium": 100_000, "large": 1_000_000}
-    assert demo._orders_for("large") >= 1_000_000
-    assert demo.AUDIT_ROWS_PER_ORDER * demo.SCALES["large"] >= 1_000_000
+    assert vocabulary.SCALES == {"small": 2_000, "medium": 100_000, "large": 1_000_000}
+    assert seed._orders_for("large") >= 1_000_000
+    assert vocabulary.AUDIT_ROWS_PER_ORDER * vocabulary.SCALES["large"] >= 1_000_000
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -343,7 +343,7 @@ def test_authentication_events_include_a_brute_force_burst_and_lockouts(seeded):
                      ("trading", "order_execute"), ("trading", "position_close"), ("api_request", "GET"),
                      ("api_request", "POST")]:
         assert actions[expected], expected
-    assert set(r["event_type"] for r in logs) <= set(demo.EVENT_TYPES)
+    assert set(r["event_type"] for r in logs) <= set(vocabulary.EVENT_TYPES)
     locked = [u for u in rows["users"] if u["locked_until"] and u["locked_until"] > AS_OF]
     assert len(locked) == 2 and all(u["failed_login_attempts"] >= 5 for u in locked)
     assert any("admin" in u["roles"] for u in rows["users"])
@@ -440,14 +440,14 @@ def test_the_bulk_load_leaves_every_index_as_the_migrations_made_it(backend, eng
 
 def test_a_failure_in_the_last_table_leaves_nothing_written(backend, engine, monkeypatch):
     before = _indexes(engine)
-    insert_rows = demo._insert_rows
+    insert_rows = writing._insert_rows
 
     def failing(connection, table, columns, rows):
         if table == "security_audit_logs":
             raise RuntimeError("disk full (simulated)")
         insert_rows(connection, table, columns, rows)
 
-    monkeypatch.setattr(demo, "_insert_rows", failing)
+    monkeypatch.setattr(writing, "_insert_rows", failing)
     with pytest.raises(RuntimeError, match="simulated"):
         generate_demo_data(engine, scale=100, as_of=AS_OF)
     with engine.connect() as connection:
@@ -509,12 +509,12 @@ def test_seed_with_as_of_at_the_end_of_time_exits_2(tmp_path):
     # The CLI's own range check answers first (ISO dates from 1900 to 2200); the Python API's is below.
     assert "--as-of" in result.stderr and "outside the supported range" in result.stderr
     assert "Traceback" not in result.output and not target.exists()  # refused before anything is written
-    assert demo.AS_OF_LATEST == datetime(9998, 12, 30, tzinfo=timezone.utc)
+    assert seed.AS_OF_LATEST == datetime(9998, 12, 30, tzinfo=timezone.utc)
     # the last as_of accepted generates every row within the years 1-9999
     from shivx_analytics.db import migrate
 
     migrate(f"sqlite:///{target}")
-    counts = generate_demo_data(f"sqlite:///{target}", scale=50, as_of=demo.AS_OF_LATEST)
+    counts = generate_demo_data(f"sqlite:///{target}", scale=50, as_of=seed.AS_OF_LATEST)
     assert counts["orders"] == 50
 
 

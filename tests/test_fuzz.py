@@ -35,7 +35,8 @@ from typer.testing import CliRunner
 import shivx_analytics as sx
 from shivx_analytics.cli import FORMATS, REPORT_NAMES, app
 from shivx_analytics.db import create_engine
-from shivx_analytics.demo import SCALES, TOKENS
+from shivx_analytics.demo import SCALES
+from shivx_analytics.demo.vocabulary import TOKENS
 from shivx_analytics.frames import FRAME_COLUMNS
 from shivx_analytics.models import (
     OrderAction, OrderCreate, OrderStatus, OrderType, PositionCreate, PositionStatus, UserCreate,
