@@ -350,6 +350,50 @@ def test_authentication_events_include_a_brute_force_burst_and_lockouts(seeded):
     assert not all(u["is_active"] for u in rows["users"])
 
 
+def _lockout_events(logs: list[dict]) -> list[tuple[dict, list]]:
+    """Each lockout event with the failed logins of its user in the two minutes before it."""
+    out = []
+    for r in logs:
+        if r["action"] == "lockout":
+            window = [f["timestamp"] for f in logs if f["user_id"] == r["user_id"] and f["action"] == "login"
+                      and not f["success"] and r["timestamp"] - timedelta(minutes=5) <= f["timestamp"] < r["timestamp"]]
+            out.append((r, window))
+    return out
+
+
+def _check_lockouts(rows: dict, threshold: int, period: timedelta) -> None:
+    lockouts = _lockout_events(rows["security_audit_logs"])
+    assert len(lockouts) >= 3  # episodes, accounts locked now, and brute force victims
+    for event, failures in lockouts:
+        assert event["details"]["failed_attempts"] == threshold
+        assert len(failures) >= threshold  # the threshold-th failure locks (brute force may add more)
+        last = max(failures)
+        assert datetime.fromisoformat(event["details"]["locked_until"]) == last + period
+    locked = [u for u in rows["users"] if u["locked_until"] and u["locked_until"] > AS_OF]
+    assert len(locked) == 2 and all(u["failed_login_attempts"] >= threshold for u in locked)
+    for user in locked:  # the replayed bookkeeping: locked for `period` after the last failure
+        last = max(f["timestamp"] for f in rows["security_audit_logs"]
+                   if f["user_id"] == user["user_id"] and f["action"] == "login" and not f["success"])
+        assert user["locked_until"] == last + period
+
+
+def test_lockouts_follow_the_default_settings(seeded):
+    _check_lockouts(seeded[3], threshold=5, period=timedelta(minutes=15))
+
+
+def test_lockout_settings_change_the_lockout_events(backend, db_url, settings_env):
+    """SHIVX_LOCKOUT_THRESHOLD / SHIVX_LOCKOUT_MINUTES (Settings.lockout_threshold, lockout_minutes)
+    decide how many failed logins lock an account in the demo, and for how long."""
+    settings_env.set(SHIVX_LOCKOUT_THRESHOLD="3", SHIVX_LOCKOUT_MINUTES="40")
+    engine = create_engine(db_url)
+    try:
+        generate_demo_data(engine, seed=0, scale="small", as_of=AS_OF)
+        rows = _load(engine)
+    finally:
+        engine.dispose()
+    _check_lockouts(rows, threshold=3, period=timedelta(minutes=40))
+
+
 def test_api_keys_vary_and_some_hit_their_rate_limit(seeded):
     rows = seeded[3]
     keys = {str(k["key_id"]): k for k in rows["api_keys"]}

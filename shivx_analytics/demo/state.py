@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from shivx_analytics.config import get_settings
 from shivx_analytics.demo.vocabulary import AUDIT_ROWS_PER_ORDER, DAY, HISTORY_DAYS, MAX_USERS, SCALES, _json
 
 
@@ -27,6 +28,8 @@ class _BuilderState:
     t0: int  # the start of the history
     n_users: int
     n_audit: int
+    lockout_threshold: int  # failed logins that lock an account (Settings.lockout_threshold)
+    lockout_period: int  # how long, in microseconds (Settings.lockout_minutes)
     ips: list[str]  # every IP address drawn; events and keys hold codes into it
     # prices (demo/positions.py)
     log_price: np.ndarray
@@ -134,6 +137,9 @@ class _BuilderState:
         self.n_users = int(np.clip(round(25 * math.sqrt(n_orders / SCALES["small"])), 5, MAX_USERS))
         self.n_audit = int(round(AUDIT_ROWS_PER_ORDER * n_orders))
         self.ips = []
+        settings = get_settings()  # SHIVX_LOCKOUT_THRESHOLD, SHIVX_LOCKOUT_MINUTES: the model's defaults, 5 and 15
+        self.lockout_threshold = settings.lockout_threshold
+        self.lockout_period = settings.lockout_period // timedelta(microseconds=1)
 
     def _new_ips(self, n: int, attacker: bool = False) -> list[int]:
         """n new IP addresses (documentation and shared ranges), returned as codes into self.ips."""

@@ -16,7 +16,7 @@ from shivx_analytics.demo.columns import _Codes, _Ids, _Plain, _Table, _Times
 from shivx_analytics.demo.state import _BuilderState
 from shivx_analytics.demo.vocabulary import (
     A, AUTHN, BOT_NAMES, BRUTE_FORCE_USERNAMES, D_STATIC, DAY, DEMO_PASSWORD, EMAIL_DOMAINS, FIRST_NAMES, HISTORY_DAYS,
-    HOUR, LAST_NAMES, LEGACY_PASSWORD_USERS, LOCKOUT_PERIOD, LOCKOUT_THRESHOLD, MINUTE, NULL_TIME, PASSWORD_SALT_POOL,
+    HOUR, LAST_NAMES, LEGACY_PASSWORD_USERS, MINUTE, NULL_TIME, PASSWORD_SALT_POOL,
     R, ROLE_ADMIN, ROLE_ANALYST, ROLE_BOT, ROLE_PERMISSIONS, ROLE_ROLES, ROLE_TRADER, SECOND, STRATEGIES, _iso,
     _json, _uuid_hex,
 )
@@ -141,7 +141,7 @@ class _Users(_BuilderState):
             if u in lockout_users and end - start > 3 * DAY:
                 tau = start + int(rng.random() * (end - start - 2 * DAY)) + DAY
                 special += self._lockout_episode(u, tau, recover=True)
-                excluded.append((tau - MINUTE, tau + LOCKOUT_PERIOD + 3 * HOUR))
+                excluded.append((tau - MINUTE, tau + self.lockout_period + 3 * HOUR))
             if u in locked_now:
                 tau = self.as_of - int(rng.uniform(3, 12) * MINUTE)
                 special += self._lockout_episode(u, tau, recover=False)
@@ -175,17 +175,18 @@ class _Users(_BuilderState):
                   [r[4] for r in rows], [r[2] for r in rows], D_STATIC, self._static([r[5] for r in rows]))
 
     def _lockout_episode(self, u: int, tau: int, *, recover: bool) -> list[tuple]:
-        """Five failed logins within two minutes, the lockout, and (if recover) a later successful login."""
+        """lockout_threshold failed logins within two minutes, the lockout (for lockout_period), and (if
+        recover) a later successful login."""
         rng = self.rng
         ip = self.user_ips[u][0]
-        times = tau + np.sort((rng.random(LOCKOUT_THRESHOLD) * 2 * MINUTE).astype(np.int64))
+        times = tau + np.sort((rng.random(self.lockout_threshold) * 2 * MINUTE).astype(np.int64))
         rows: list[tuple] = [(int(t), A["login"], False, u, ip,
                               {"reason": "invalid_password", "username": self.usernames[u]}) for t in times]
         locked_at = int(times[-1]) + 1000
         rows.append((locked_at, A["lockout"], False, u, ip,
-                     {"failed_attempts": LOCKOUT_THRESHOLD, "locked_until": _iso(int(times[-1]) + LOCKOUT_PERIOD)}))
+                     {"failed_attempts": self.lockout_threshold, "locked_until": _iso(int(times[-1]) + self.lockout_period)}))
         if recover:
-            back = locked_at + LOCKOUT_PERIOD + int(rng.uniform(1, 120) * MINUTE)
+            back = locked_at + self.lockout_period + int(rng.uniform(1, 120) * MINUTE)
             rows.append((back, A["login"], True, u, ip, {"method": "password"}))
         return rows
 
@@ -210,9 +211,9 @@ class _Users(_BuilderState):
                 rows.append((t, A["login"], False, user, ip, {"reason": reason, "username": names[k]}))
                 if user is not None:
                     failures[user] = failures.get(user, 0) + 1
-                    if failures[user] == LOCKOUT_THRESHOLD:
+                    if failures[user] == self.lockout_threshold:
                         rows.append((t + 1000, A["lockout"], False, user, ip,
-                                     {"failed_attempts": LOCKOUT_THRESHOLD, "locked_until": _iso(t + LOCKOUT_PERIOD)}))
+                                     {"failed_attempts": self.lockout_threshold, "locked_until": _iso(t + self.lockout_period)}))
         return rows
 
     def _replay_logins(self) -> None:
@@ -232,8 +233,8 @@ class _Users(_BuilderState):
                 attempts[user], locked_until[user], last_login[user] = 0, NULL_TIME, t
             else:
                 attempts[user] += 1
-                if attempts[user] >= LOCKOUT_THRESHOLD:
-                    locked_until[user] = t + LOCKOUT_PERIOD
+                if attempts[user] >= self.lockout_threshold:
+                    locked_until[user] = t + self.lockout_period
         deactivated = ~self.user_active
         touched[deactivated] = np.maximum(touched[deactivated], self.user_end[deactivated])
         self.user_attempts, self.user_locked_until, self.user_last_login = attempts, locked_until, last_login
