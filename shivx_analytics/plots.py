@@ -259,16 +259,24 @@ def _histogram(draw: Callable[[Axes], object], has_data: bool, *, title: str, xl
     return figure
 
 
-@styled
-def stacked_daily(frame: pd.DataFrame, *, title: str, ylabel: str, usd: bool = False,
-                  colors: Sequence[str] | None = None) -> Figure:
-    """Stacked bars per day, one colour per column (notional by action, orders by status, ...)."""
+def _columns_by_day(frame: pd.DataFrame, title: str) -> tuple[Figure, Axes, pd.DataFrame, pd.DatetimeIndex | None]:
+    """A wide figure for one series per column over days: the figure, its axes, the frame as floats
+    and its days; the days are None (and the axes say there is no data) when the frame is empty."""
     figure, ax = _figure(WIDE, title)
     numbers = as_float(frame)
     if numbers.empty or numbers.shape[1] == 0:
         _empty(ax)
+        return figure, ax, numbers, None
+    return figure, ax, numbers, pd.to_datetime(numbers.index)
+
+
+@styled
+def stacked_daily(frame: pd.DataFrame, *, title: str, ylabel: str, usd: bool = False,
+                  colors: Sequence[str] | None = None) -> Figure:
+    """Stacked bars per day, one colour per column (notional by action, orders by status, ...)."""
+    figure, ax, numbers, x = _columns_by_day(frame, title)
+    if x is None:
         return figure
-    x = pd.to_datetime(numbers.index)
     bottom = np.zeros(len(numbers))
     palette = colors or cast(Sequence[str], cast(ListedColormap, matplotlib.colormaps["tab10"]).colors)
     for i, column in enumerate(numbers.columns):
@@ -283,12 +291,9 @@ def stacked_daily(frame: pd.DataFrame, *, title: str, ylabel: str, usd: bool = F
 def daily_lines(frame: pd.DataFrame, *, title: str, ylabel: str, usd: bool = False) -> Figure:
     """One line per column over days (requests per day for the top keys, cumulative P&L per
     strategy, ...)."""
-    figure, ax = _figure(WIDE, title)
-    numbers = as_float(frame)
-    if numbers.empty or numbers.shape[1] == 0:
-        _empty(ax)
+    figure, ax, numbers, x = _columns_by_day(frame, title)
+    if x is None:
         return figure
-    x = pd.to_datetime(numbers.index)
     for column in numbers.columns:
         ax.plot(x, numbers[column].to_numpy(), label=str(column), linewidth=1.2)
     ax.legend(loc="upper left", fontsize=7)
