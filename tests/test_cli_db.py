@@ -18,6 +18,7 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, env=environment, timeout=120)
 
 
+@pytest.mark.slow
 def test_db_upgrade_current_check_and_downgrade(backend, fresh_url):
     if backend == "sqlite":  # db current/check never create a file: an empty one is an empty database
         path = make_url(fresh_url).database

@@ -81,6 +81,7 @@ def test_a_reading_command_on_a_missing_sqlite_file_exits_3_and_creates_nothing(
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["work"], "a file was created (database, -wal, -shm, output)"
 
 
+@pytest.mark.slow
 def test_a_reading_command_still_reads_an_existing_database(tmp_path):
     url = f"sqlite:///{tmp_path / 'there.db'}"
     assert run("db", "upgrade", "--url", url).returncode == 0
@@ -143,6 +144,7 @@ def test_iso_8601_dates_and_datetimes_are_read_as_utc(text, expected):
 
 # -- notebook run parameters ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_notebook_run_with_a_parameter_the_notebook_does_not_define_exits_2_listing_the_valid_ones(tmp_path):
     result = run("notebook", "run", str(NOTEBOOKS / "02_pnl.ipynb"), "-p", f"asof={AS_OF}",
                  "--out", str(tmp_path / "pnl.html"))
@@ -163,6 +165,7 @@ def test_notebook_run_with_a_malformed_parameter_exits_2_before_any_kernel_start
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_notebook_run_passes_a_relative_sqlite_url_as_an_absolute_one(tmp_path):
     """The notebook runs in its own folder: a relative path is resolved from the caller's."""
     from shivx_analytics.cli import _absolute
@@ -243,6 +246,7 @@ def test_every_exception_maps_to_its_exit_code_and_a_message_saying_what_to_do(c
 
 # -- a backend killed mid-COPY ------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_a_backend_killed_mid_copy_exits_3_saying_the_connection_was_lost(backend, db_url, tmp_path):
     """The loaders COPY rows out through DuckDB's scanner; a lock holds that COPY, then its backend

@@ -67,6 +67,7 @@ def _wide(expression):
 # Determinism
 
 
+@pytest.mark.slow
 def test_same_seed_and_as_of_give_identical_tables_and_another_seed_differs(seeded, migrated_templates, tmp_path):
     backend, _engine, _counts, rows = seeded
     again = _copy_database(backend, migrated_templates, tmp_path / "again")
@@ -92,6 +93,7 @@ def test_same_seed_and_as_of_give_identical_tables_and_another_seed_differs(seed
             drop_postgres_database(other)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not POSTGRES_URL, reason="SHIVX_TEST_POSTGRES_URL not set")
 def test_sqlite_and_postgresql_receive_the_same_rows(migrated_templates, tmp_path):
     sqlite_url = _copy_database("sqlite", migrated_templates, tmp_path)
@@ -109,6 +111,7 @@ def test_sqlite_and_postgresql_receive_the_same_rows(migrated_templates, tmp_pat
         drop_postgres_database(pg_url)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)  # PostgreSQL parses COPY text into its own types
 def test_fast_path_stores_exactly_what_the_column_types_store(seeded, migrated_templates, tmp_path):
     """SQLite text written by the bulk path equals SQLAlchemy Core inserts through the TypeDecorators."""
@@ -412,6 +415,7 @@ def test_details_json_is_canonical(seeded):
 # Safety: empty databases only, all or nothing
 
 
+@pytest.mark.slow
 def test_an_already_seeded_database_is_refused_and_left_unchanged(seeded):
     _backend, engine, counts, _rows = seeded
     with pytest.raises(ValueError, match="database already holds 2,000 orders"):
@@ -431,6 +435,7 @@ def _indexes(engine) -> dict[str, list]:
                          for i in inspector.get_indexes(name)) for name in TABLES}
 
 
+@pytest.mark.slow
 def test_the_bulk_load_leaves_every_index_as_the_migrations_made_it(backend, engine):
     before = _indexes(engine)
     assert sum(len(v) for v in before.values()) >= 25
@@ -438,6 +443,7 @@ def test_the_bulk_load_leaves_every_index_as_the_migrations_made_it(backend, eng
     assert _indexes(engine) == before
 
 
+@pytest.mark.slow
 def test_a_failure_in_the_last_table_leaves_nothing_written(backend, engine, monkeypatch):
     before = _indexes(engine)
     insert_rows = demo._insert_rows
@@ -456,6 +462,7 @@ def test_a_failure_in_the_last_table_leaves_nothing_written(backend, engine, mon
     assert _indexes(engine) == before
 
 
+@pytest.mark.slow
 def test_a_connection_outside_a_transaction_is_committed(backend, engine):
     with engine.connect() as connection:
         generate_demo_data(connection, scale=60, as_of=AS_OF)
@@ -463,6 +470,7 @@ def test_a_connection_outside_a_transaction_is_committed(backend, engine):
         assert connection.execute(sa.text("SELECT count(*) FROM orders")).scalar_one() == 60
 
 
+@pytest.mark.slow
 def test_a_session_writes_in_the_callers_transaction(backend, engine):
     with Session(engine) as session:
         generate_demo_data(session, scale=60, as_of=AS_OF)
@@ -477,6 +485,7 @@ def test_a_session_writes_in_the_callers_transaction(backend, engine):
         assert connection.execute(sa.text("SELECT count(*) FROM orders")).scalar_one() == 60
 
 
+@pytest.mark.slow
 def test_as_of_defaults_to_the_start_of_the_current_utc_day(backend, engine, capsys):
     midnight = lambda: datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)  # noqa: E731
     before = midnight()
@@ -498,6 +507,7 @@ def test_an_as_of_outside_the_generable_range_is_refused_naming_the_range(as_of)
         generate_demo_data("sqlite:///:memory:", as_of=as_of)
 
 
+@pytest.mark.slow
 def test_seed_with_as_of_at_the_end_of_time_exits_2(tmp_path):
     from typer.testing import CliRunner
 
@@ -518,6 +528,7 @@ def test_seed_with_as_of_at_the_end_of_time_exits_2(tmp_path):
     assert counts["orders"] == 50
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_a_non_superuser_owner_can_migrate_and_seed_under_forced_row_security(backend):
     """The audit log's row-level security is forced on its owner, and PostgreSQL refuses COPY FROM

@@ -726,6 +726,7 @@ def test_demo_frames_are_sorted_typed_and_free_of_secrets(demo_frames):
                 assert not set(frame[column].dropna()) & hashes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("demo_frames", ["postgresql"], indirect=True)  # compared once, from the PostgreSQL side
 def test_demo_frames_are_identical_on_sqlite_and_postgresql(demo_frames, migrated_templates, tmp_path):
     backend, _, loaded_frames = demo_frames

@@ -431,6 +431,7 @@ def test_huge_orders_load_in_both_modes(huge):
     assert exact["total_value"].iloc[1] == Decimal("999999999999999999980000.00000000")  # LARGEST x LARGEST
 
 
+@pytest.mark.slow
 def test_reports_run_over_the_largest_rows(huge):
     url, positions, _ = huge
     report = sx.pnl_report(url, as_of="2025-10-28", starting_capital=100_000)

@@ -531,6 +531,7 @@ def both_backends(tmp_path, migrated_templates) -> Iterator[tuple[str, str]]:
         drop_postgres_database(pg_url)
 
 
+@pytest.mark.slow
 def test_sqlite_and_postgresql_give_identical_json(both_backends):
     texts = []
     for url in both_backends:
