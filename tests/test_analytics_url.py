@@ -159,6 +159,7 @@ LOADERS = {"positions": sx.load_positions, "orders": sx.load_orders, "audit_logs
            "api_keys": sx.load_api_keys, "users": sx.load_users}
 
 
+@pytest.mark.slow
 def test_loaders_without_a_source_read_the_analytics_database(backend, databases, environment):
     primary, replica = databases
     environment(primary=primary, analytics=replica)

@@ -496,7 +496,6 @@ def test_sqlite_refuses_money_text_the_column_cannot_hold(backend, demo_order):
         assert str(session.get(Order, order_id).price) == "12.5"
 
 
-@pytest.mark.slow
 @SQLITE_ONLY
 def test_sqlite_money_stored_before_the_checks_is_refused_on_reading_and_listed(backend, demo_order):
     engine, order_id = demo_order

@@ -132,6 +132,7 @@ def test_report_with_bad_arguments_exits_2_with_a_message_on_stderr(tmp_path, ar
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_report_on_an_unreachable_database_exits_3_masks_the_password_and_writes_nothing(tmp_path):
     out = tmp_path / "out"
     result = run("report", "all", "--url", "postgresql://u:s3cret@127.0.0.1:1/x", "--out", str(out))
@@ -279,6 +280,7 @@ def test_notebook_run_exports_self_contained_html_without_code(tmp_path, demo_ur
     assert len(visible) > 500
 
 
+@pytest.mark.slow
 def test_notebook_run_of_a_missing_notebook_exits_2(tmp_path):
     result = run("notebook", "run", str(tmp_path / "nope.ipynb"), "--out", str(tmp_path / "nope.html"))
     assert result.returncode == Exit.BAD_ARGUMENTS, (result.returncode, result.stderr)
@@ -286,6 +288,7 @@ def test_notebook_run_of_a_missing_notebook_exits_2(tmp_path):
     assert not (tmp_path / "nope.html").exists()
 
 
+@pytest.mark.slow
 def test_notebook_run_with_a_parameter_without_equals_exits_2(tmp_path):
     result = run("notebook", "run", str(NOTEBOOKS / "01_quickstart.ipynb"), "-p", "as_of",
                  "--out", str(tmp_path / "x.html"))

@@ -136,6 +136,7 @@ def test_fast_path_stores_exactly_what_the_column_types_store(seeded, migrated_t
 # Counts and scales
 
 
+@pytest.mark.slow
 def test_small_scale_has_the_documented_size(seeded):
     _backend, _engine, counts, rows = seeded
     assert counts == {name: len(rows[name]) for name in TABLES}
@@ -179,6 +180,7 @@ def _validated_positions_and_orders(rows):
     return positions, orders
 
 
+@pytest.mark.slow
 def test_every_position_has_its_buy_at_the_entry_price_and_closed_ones_their_sell_at_the_exit(seeded):
     positions, orders = _validated_positions_and_orders(seeded[3])
     buys, sells = defaultdict(list), defaultdict(list)
@@ -204,6 +206,7 @@ def test_every_position_has_its_buy_at_the_entry_price_and_closed_ones_their_sel
         assert sell.amount_out - buy.amount_in == position.pnl
 
 
+@pytest.mark.slow
 def test_fifo_realized_pnl_from_the_ledger_equals_the_closed_positions_pnl_exactly(seeded):
     positions, orders = _validated_positions_and_orders(seeded[3])
     ledger = defaultdict(list)
@@ -236,6 +239,7 @@ def test_fifo_realized_pnl_from_the_ledger_equals_the_closed_positions_pnl_exact
     assert sum(expected.values()) != 0
 
 
+@pytest.mark.slow
 def test_one_position_at_a_time_per_user_and_token(seeded):
     positions, _ = _validated_positions_and_orders(seeded[3])
     by_pair = defaultdict(list)
@@ -247,6 +251,7 @@ def test_one_position_at_a_time_per_user_and_token(seeded):
             assert not earlier.is_open and earlier.closed_at < later.opened_at
 
 
+@pytest.mark.slow
 def test_slippage_actual_is_the_models_calculate_slippage(seeded):
     _, orders = _validated_positions_and_orders(seeded[3])
     executed = [o for o in orders if o.is_executed]
@@ -258,6 +263,7 @@ def test_slippage_actual_is_the_models_calculate_slippage(seeded):
     assert any(o.slippage_actual < 0 for o in executed), "price improvement happens"
 
 
+@pytest.mark.slow
 def test_times_lie_in_the_90_days_before_as_of(seeded):
     rows = seeded[3]
     for r in rows["orders"]:
@@ -282,6 +288,7 @@ def test_times_lie_in_the_90_days_before_as_of(seeded):
         assert r["created_at"] <= r["updated_at"] < AS_OF
 
 
+@pytest.mark.slow
 def test_users_and_keys_state_matches_their_events(seeded):
     rows = seeded[3]
     logins = defaultdict(list)
@@ -301,6 +308,7 @@ def test_users_and_keys_state_matches_their_events(seeded):
 # Realism: the vocabulary the reports look for
 
 
+@pytest.mark.slow
 def test_tokens_strategies_and_order_outcomes(seeded):
     positions, orders = _validated_positions_and_orders(seeded[3])
     tokens = {p.token for p in positions.values()}
@@ -318,6 +326,7 @@ def test_tokens_strategies_and_order_outcomes(seeded):
     assert sizes[len(sizes) * 99 // 100] > 5 * sizes[len(sizes) // 2], "sizes are skewed (lognormal)"
 
 
+@pytest.mark.slow
 def test_open_positions_include_crossed_stop_losses_and_take_profits(seeded):
     positions, _ = _validated_positions_and_orders(seeded[3])
     open_positions = [p for p in positions.values() if p.is_open]
@@ -326,6 +335,7 @@ def test_open_positions_include_crossed_stop_losses_and_take_profits(seeded):
     assert not any(p.should_stop_loss() and p.should_take_profit() for p in open_positions)
 
 
+@pytest.mark.slow
 def test_authentication_events_include_a_brute_force_burst_and_lockouts(seeded):
     rows = seeded[3]
     logs = rows["security_audit_logs"]
@@ -353,6 +363,7 @@ def test_authentication_events_include_a_brute_force_burst_and_lockouts(seeded):
     assert not all(u["is_active"] for u in rows["users"])
 
 
+@pytest.mark.slow
 def test_api_keys_vary_and_some_hit_their_rate_limit(seeded):
     rows = seeded[3]
     keys = {str(k["key_id"]): k for k in rows["api_keys"]}
@@ -382,6 +393,7 @@ def test_api_keys_vary_and_some_hit_their_rate_limit(seeded):
 # Validity
 
 
+@pytest.mark.slow
 def test_every_row_satisfies_the_models_validation(seeded):
     rows = seeded[3]
     checks = {"users": [User, UserRead], "api_keys": [APIKey, APIKeyRead],
@@ -396,6 +408,7 @@ def test_every_row_satisfies_the_models_validation(seeded):
         sum(r["status"] == "executed" for r in rows["orders"])
 
 
+@pytest.mark.slow
 def test_passwords_verify_and_legacy_hashes_ask_for_a_rehash(seeded):
     hashes = [u["password_hash"] for u in seeded[3]["users"]]
     current = next(h for h in hashes if h.startswith("pbkdf2_sha256$600000$"))
@@ -404,6 +417,7 @@ def test_passwords_verify_and_legacy_hashes_ask_for_a_rehash(seeded):
     assert verify_password(DEMO_PASSWORD, legacy) and password_needs_rehash(legacy)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)  # JSONB normalises the text on PostgreSQL
 def test_details_json_is_canonical(seeded):
     backend, engine, _counts, _rows = seeded

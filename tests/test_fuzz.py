@@ -503,6 +503,7 @@ def test_report_arguments_exit_2_with_a_message_or_go_on_to_the_database(since, 
 
 
 
+@pytest.mark.slow
 @FAST
 @given(option=st.sampled_from(["--since", "--until", "--as-of"]), value=cli_text)
 def test_a_bad_date_exits_2_naming_the_option(option, value):

@@ -127,6 +127,7 @@ def test_creating_a_month_moves_its_rows_out_of_the_default_partition(backend, d
         connection.exec_driver_sql(f"TRUNCATE {partitions.DEFAULT_PARTITION}")
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_db_partitions_command_is_idempotent(backend, db_url):
     first = _run("db", "partitions", "--ahead", "4", "--json", "--url", db_url)
@@ -142,6 +143,7 @@ def test_db_partitions_command_is_idempotent(backend, db_url):
     assert text.returncode == 0 and "DEFAULT" in text.stdout and "exists" in text.stdout
 
 
+@pytest.mark.slow
 def test_db_partitions_refuses_sqlite_and_bad_arguments(tmp_path):
     url = f"sqlite:///{tmp_path / 'x.db'}"
     sx.migrate(url)

@@ -239,6 +239,7 @@ def edge_url(migrated_templates) -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("window", EDGE_WINDOWS)
 @pytest.mark.parametrize("report", REPORTS)
 def test_pushdown_gives_the_pandas_report_on_edge_cases(edge_url, report, window):
