@@ -220,7 +220,6 @@ def test_a_timeout_that_is_not_positive_exits_2(tmp_path):
     assert result.returncode == 2 and "--timeout must be > 0" in result.stderr
 
 
-@pytest.mark.slow
 def test_time_limit_raises_run_timeout_in_python_code_and_leaves_fast_work_alone():
     with time_limit(5):
         assert sum(range(10)) == 45
