@@ -118,6 +118,7 @@ def without_source(path: Path) -> bytes:
 
 # -- report: exit codes and atomic files --------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, complaint", [
     (["bogus"], "unknown report"),
     (["pnl", "--format", "html,xml"], "unknown format"),

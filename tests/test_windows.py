@@ -167,6 +167,7 @@ def test_every_report_follows_the_one_as_of_rule(demo):
     assert pnl.parameters["since"] == first_opened
 
 
+@pytest.mark.slow
 def test_data_as_of_is_the_start_of_the_day_after_the_newest_row(backend, db_url):
     assert sx.data_as_of(db_url) is None  # migrated, no rows
     generate_demo_data(db_url, seed=0, scale="small", as_of="2025-10-28T00:00:00Z")
