@@ -7,10 +7,15 @@ outputs are the same on every run.
 The file is notebooks/nbval_demo.db (git ignores *.db), named by a URL relative to the
 notebooks folder, where nbval starts the kernels: the reports' outputs show
 ``database: sqlite:///nbval_demo.db``, never a temporary path. It is removed afterwards.
+
+Every notebook cell is marked ``slow`` (nbval's items take no marker from the notebook itself), so
+``pytest -m "not slow"`` deselects them, and then no demo database is prepared.
 """
 
 import os
 from pathlib import Path
+
+import pytest
 
 NOTEBOOK_AS_OF = "2025-10-28"
 DATABASE_NAME = "nbval_demo.db"
@@ -21,8 +26,20 @@ def _files(database: Path) -> list[Path]:
     return [database, *(database.with_name(database.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
 
 
-def pytest_collection_modifyitems(session, config, items):
-    if _prepared or not any(str(getattr(item, "path", "")).endswith(".ipynb") for item in items):
+def _is_notebook_cell(item) -> bool:
+    return str(getattr(item, "path", "")).endswith(".ipynb")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if _is_notebook_cell(item):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(trylast=True)  # after `-m "not slow"` has deselected the notebooks: seed only for those that run
+def pytest_collection_finish(session):
+    if _prepared or not any(_is_notebook_cell(item) for item in session.items):
         return
     _prepared["database"] = prepare_demo_database()
 

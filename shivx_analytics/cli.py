@@ -19,9 +19,10 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -608,8 +609,8 @@ def _write_reports(url: str, names, formats, directory: Path, window: dict, capi
     import shivx_analytics as sx
     from shivx_analytics.reports._export import UnwritableDirectory, write_report_set
 
-    builders = {"pnl": sx.pnl_report, "execution": sx.execution_report,
-                "api-usage": sx.api_usage_report, "security": sx.security_report}
+    builders: dict[str, Callable[..., Any]] = {"pnl": sx.pnl_report, "execution": sx.execution_report,
+                                               "api-usage": sx.api_usage_report, "security": sx.security_report}
     engine = db.create_engine(url)
     try:
         db.health_check(engine)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import ParamSpec
+from typing import Any, ParamSpec, cast, overload
 
 import matplotlib
 import matplotlib.style
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
@@ -29,7 +30,7 @@ WIDE = (10, 4)
 TALL = (10, 6)
 SQUARE = (8, 5)
 GAIN, LOSS, NEUTRAL = "#2a9d5c", "#c8443c", "#3b6ea8"
-_HISTOGRAM_BARS = {"color": NEUTRAL, "alpha": 0.85}
+_HISTOGRAM_BARS: dict[str, Any] = {"color": NEUTRAL, "alpha": 0.85}
 
 
 def _usd(value: float, _position=None) -> str:
@@ -53,6 +54,14 @@ def styled(build: Callable[_P, Figure]) -> Callable[_P, Figure]:
         with matplotlib.style.context(["default", STYLE]):
             return build(*args, **kwargs)
     return wrapper
+
+
+@overload
+def as_float(values: pd.DataFrame) -> pd.DataFrame: ...
+
+
+@overload
+def as_float(values: pd.Series | Sequence[object] | np.ndarray) -> pd.Series: ...
 
 
 def as_float(values) -> pd.Series | pd.DataFrame:
@@ -228,7 +237,7 @@ def histogram_counts(edges: Sequence[float] | np.ndarray, counts: Sequence[int] 
     computed in the database): the same figure as ``histogram`` of the values themselves."""
     edges = np.asarray(edges, dtype="float64")
     counts = np.asarray(counts)
-    return _histogram(lambda ax: ax.hist(edges[:-1], bins=edges, weights=counts, **_HISTOGRAM_BARS),
+    return _histogram(lambda ax: ax.hist(edges[:-1], bins=cast(Sequence[float], edges), weights=counts, **_HISTOGRAM_BARS),
                       int(counts.sum()) > 0, title=title, xlabel=xlabel, marker=marker,
                       marker_label=marker_label)
 
@@ -250,18 +259,26 @@ def _histogram(draw: Callable[[Axes], object], has_data: bool, *, title: str, xl
     return figure
 
 
-@styled
-def stacked_daily(frame: pd.DataFrame, *, title: str, ylabel: str, usd: bool = False,
-                  colors: Sequence[str] | None = None) -> Figure:
-    """Stacked bars per day, one colour per column (notional by action, orders by status, ...)."""
+def _columns_by_day(frame: pd.DataFrame, title: str) -> tuple[Figure, Axes, pd.DataFrame, pd.DatetimeIndex | None]:
+    """A wide figure for one series per column over days: the figure, its axes, the frame as floats
+    and its days; the days are None (and the axes say there is no data) when the frame is empty."""
     figure, ax = _figure(WIDE, title)
     numbers = as_float(frame)
     if numbers.empty or numbers.shape[1] == 0:
         _empty(ax)
+        return figure, ax, numbers, None
+    return figure, ax, numbers, pd.to_datetime(numbers.index)
+
+
+@styled
+def stacked_daily(frame: pd.DataFrame, *, title: str, ylabel: str, usd: bool = False,
+                  colors: Sequence[str] | None = None) -> Figure:
+    """Stacked bars per day, one colour per column (notional by action, orders by status, ...)."""
+    figure, ax, numbers, x = _columns_by_day(frame, title)
+    if x is None:
         return figure
-    x = pd.to_datetime(numbers.index)
     bottom = np.zeros(len(numbers))
-    palette = colors or matplotlib.colormaps["tab10"].colors
+    palette = colors or cast(Sequence[str], cast(ListedColormap, matplotlib.colormaps["tab10"]).colors)
     for i, column in enumerate(numbers.columns):
         heights = numbers[column].fillna(0).to_numpy()
         ax.bar(x, heights, bottom=bottom, label=str(column), color=palette[i % len(palette)], width=0.8)
@@ -274,12 +291,9 @@ def stacked_daily(frame: pd.DataFrame, *, title: str, ylabel: str, usd: bool = F
 def daily_lines(frame: pd.DataFrame, *, title: str, ylabel: str, usd: bool = False) -> Figure:
     """One line per column over days (requests per day for the top keys, cumulative P&L per
     strategy, ...)."""
-    figure, ax = _figure(WIDE, title)
-    numbers = as_float(frame)
-    if numbers.empty or numbers.shape[1] == 0:
-        _empty(ax)
+    figure, ax, numbers, x = _columns_by_day(frame, title)
+    if x is None:
         return figure
-    x = pd.to_datetime(numbers.index)
     for column in numbers.columns:
         ax.plot(x, numbers[column].to_numpy(), label=str(column), linewidth=1.2)
     ax.legend(loc="upper left", fontsize=7)

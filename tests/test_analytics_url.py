@@ -159,6 +159,7 @@ LOADERS = {"positions": sx.load_positions, "orders": sx.load_orders, "audit_logs
            "api_keys": sx.load_api_keys, "users": sx.load_users}
 
 
+@pytest.mark.slow
 def test_loaders_without_a_source_read_the_analytics_database(backend, databases, environment):
     primary, replica = databases
     environment(primary=primary, analytics=replica)
@@ -185,6 +186,7 @@ REPORTS = {"pnl": (sx.pnl_report, "open_positions"), "execution": (sx.execution_
            "api_usage": (sx.api_usage_report, "requests"), "security": (sx.security_report, "failed_logins")}
 
 
+@pytest.mark.slow
 def test_reports_without_a_source_read_the_analytics_database(backend, databases, environment):
     primary, replica = databases
     environment(primary=primary, analytics=replica)
@@ -212,6 +214,7 @@ def report_json(result, directory) -> dict:
     return json.loads((directory / "execution.json").read_text())
 
 
+@pytest.mark.slow
 def test_cli_report_reads_the_analytics_database(backend, databases, environment, tmp_path):
     primary, replica = databases
     runner = CliRunner()
@@ -230,6 +233,7 @@ def test_cli_report_reads_the_analytics_database(backend, databases, environment
     assert fallback["parameters"]["database"] == label(primary) and fallback["summary"]["orders"] == 0
 
 
+@pytest.mark.slow
 def test_cli_reads_from_the_analytics_database_and_writes_to_the_primary(backend, databases, environment, tmp_path):
     primary, _ = databases
     environment(primary=primary, analytics=UNREACHABLE)
@@ -245,6 +249,7 @@ def test_cli_reads_from_the_analytics_database_and_writes_to_the_primary(backend
     assert current.exit_code == 0 and current.output.strip() == db.head_revision()
 
 
+@pytest.mark.slow
 def test_cli_notebook_run_reads_the_analytics_database(backend, databases, environment, tmp_path):
     primary, replica = databases
     notebook = nbformat.v4.new_notebook(metadata={

@@ -246,6 +246,7 @@ def test_append_audit_entries_for_bulk_writers(backend, engine):
     assert_one_chain(engine, 56)
 
 
+@pytest.mark.slow
 def test_the_demo_dataset_is_a_valid_chain(backend, engine):
     counts = generate_demo_data(engine, seed=2, scale=300, as_of="2025-10-28")
     result = verify_audit_chain(engine)
@@ -284,6 +285,7 @@ def _edits(dialect: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("column", ["action", "success", "ip_address", "resource", "request_id", "details",
                                     "timestamp", "row_hash"])
 def test_a_row_edited_with_the_triggers_disabled_is_found_at_that_row(backend, engine, column):
@@ -382,6 +384,7 @@ def test_the_chain_columns_are_append_only_too(backend, engine):
     assert_one_chain(engine, 2)
 
 
+@pytest.mark.slow
 def test_the_security_report_shows_the_chain(backend, engine):
     ids = add_entries(engine, 4)
     report = sx.security_report(engine, as_of=BASE + timedelta(days=1))
@@ -400,6 +403,7 @@ def test_the_security_report_shows_the_chain(backend, engine):
 # Concurrency: writers queue on the chain's lock, the chain never forks
 
 
+@pytest.mark.slow
 def test_concurrent_writers_build_a_single_chain(backend, engine):
     threads, per_thread = (8, 50) if backend == "postgresql" else (4, 25)
     barrier = threading.Barrier(threads)
@@ -482,6 +486,7 @@ def _insert_raw_rows(engine, user_id: uuid.UUID) -> list[uuid.UUID]:
     return ids + bulk
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runner", ["alembic", "sx.migrate"])  # async engine (env.py) / a sync connection
 def test_migration_0003_chains_the_rows_already_in_the_log(backend, fresh_url, runner):
     config = alembic_config(fresh_url)
@@ -524,6 +529,7 @@ def test_migration_0003_chains_the_rows_already_in_the_log(backend, fresh_url, r
         engine.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_application_and_analytics_roles_write_and_verify_the_chain(backend, db_url):
     require_backend(backend)
@@ -589,6 +595,7 @@ def test_small_batches_read_the_same_chain(backend, engine):
         verify_audit_chain(engine, batch_rows=0)
 
 
+@pytest.mark.slow
 def test_the_security_report_can_skip_the_chain(backend, engine):
     ids = add_entries(engine, 3)
     with triggers_disabled(engine) as connection:

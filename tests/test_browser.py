@@ -21,6 +21,8 @@ import shivx_analytics as sx
 
 from _databases import IN_CI
 
+pytestmark = pytest.mark.slow  # the whole file: docs/development.md, Testing
+
 AS_OF = "2025-10-28"
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CHROMIUM = shutil.which("chromium")

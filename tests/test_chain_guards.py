@@ -80,6 +80,7 @@ def forged_rows(dialect: str, last_seq: int, last_hash: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_rows_outside_the_chain_are_refused_for_the_owner(backend, engine):
     add_entries(engine, 3)
     before = snapshot(engine)
@@ -90,6 +91,7 @@ def test_rows_outside_the_chain_are_refused_for_the_owner(backend, engine):
     assert verify_audit_chain(engine).ok and verify_audit_chain(engine).rows == 5
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_rows_outside_the_chain_are_refused_for_the_app_role(backend, db_url, roles):  # noqa: F811
     engine = create_engine(db_url)
@@ -140,6 +142,7 @@ def test_the_owner_cannot_move_the_tip_off_the_chain(backend, engine):
     assert snapshot(engine) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seq", [0, 2], ids=["below-1", "duplicate"])
 def test_rows_stored_outside_the_chain_before_the_guards_are_found(backend, engine, seq):
     """Rows that got in before revision 0006 (or with the guards dropped) are reported, at the row."""
@@ -225,6 +228,7 @@ def pg_control_statements() -> list[str]:
     ]
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_postgresql_roles_cannot_change_rows_or_switch_controls_off(backend, db_url, roles):  # noqa: F811
     engine = create_engine(db_url)
@@ -256,6 +260,7 @@ def test_postgresql_roles_cannot_change_rows_or_switch_controls_off(backend, db_
 # Part 4: migrations never make a broken chain verify
 
 
+@pytest.mark.slow
 def test_down_to_0002_and_up_again_does_not_launder_a_tampered_row(backend, db_url):
     engine = create_engine(db_url)
     config = alembic_config(db_url)
@@ -275,6 +280,7 @@ def test_down_to_0002_and_up_again_does_not_launder_a_tampered_row(backend, db_u
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_down_and_up_keeps_an_intact_chain_and_chains_rows_added_meanwhile(backend, db_url):
     engine = create_engine(db_url)
     config = alembic_config(db_url)
@@ -325,6 +331,7 @@ class triggers_disabled_0002:
 # Part 5: the read-only role cannot stall the writers
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_the_analytics_role_cannot_stall_audit_writers(backend, db_url, roles):  # noqa: F811
     engine = create_engine(db_url)
@@ -407,6 +414,7 @@ def switch_off(backend: str) -> tuple[list[str], list[str]]:
              "PUBLIC holds TRUNCATE on security_audit_chain"])
 
 
+@pytest.mark.slow
 def test_db_check_reports_controls_switched_off_and_repair_restores_them(backend, db_url):
     add_entries_engine = create_engine(db_url)
     try:
@@ -434,6 +442,7 @@ def test_db_check_reports_controls_switched_off_and_repair_restores_them(backend
         add_entries_engine.dispose()
 
 
+@pytest.mark.slow
 def test_db_check_reports_a_tip_off_the_chain(backend, db_url):
     engine = create_engine(db_url)
     try:
@@ -467,6 +476,7 @@ def demo_order(db_url):
         engine.dispose()
 
 
+@pytest.mark.slow
 @SQLITE_ONLY
 def test_sqlite_refuses_money_text_the_column_cannot_hold(backend, demo_order):
     engine, order_id = demo_order
@@ -522,6 +532,7 @@ def test_the_money_checks_cover_every_money_column_of_the_models():
     assert found == {(table, *column) for table, columns in triggers.MONEY_COLUMNS.items() for column in columns}
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_postgresql_numeric_rounds_extra_decimals_half_away_from_zero(backend, demo_order):
     """Documented, not refused: NUMERIC(20,8) rounds on input (half away from zero) before any

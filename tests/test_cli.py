@@ -50,6 +50,7 @@ def files_under(directory: Path) -> list[str]:
 
 # -- demo ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_demo_creates_the_database_and_every_report_and_is_safe_to_run_twice(tmp_path):
     started = time.perf_counter()
     first = run("demo", "--as-of", AS_OF, cwd=tmp_path)
@@ -76,6 +77,7 @@ def test_demo_creates_the_database_and_every_report_and_is_safe_to_run_twice(tmp
 
 # -- seed + report on both backends -----------------------------------------------------------
 
+@pytest.mark.slow
 def test_seed_then_report_gives_the_same_json_and_csv_on_sqlite_and_postgresql(tmp_path, migrated_templates):
     if not POSTGRES_URL:
         pytest.skip("SHIVX_TEST_POSTGRES_URL not set")
@@ -116,6 +118,7 @@ def without_source(path: Path) -> bytes:
 
 # -- report: exit codes and atomic files --------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, complaint", [
     (["bogus"], "unknown report"),
     (["pnl", "--format", "html,xml"], "unknown format"),
@@ -130,6 +133,7 @@ def test_report_with_bad_arguments_exits_2_with_a_message_on_stderr(tmp_path, ar
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_report_on_an_unreachable_database_exits_3_masks_the_password_and_writes_nothing(tmp_path):
     out = tmp_path / "out"
     result = run("report", "all", "--url", "postgresql://u:s3cret@127.0.0.1:1/x", "--out", str(out))
@@ -139,6 +143,7 @@ def test_report_on_an_unreachable_database_exits_3_masks_the_password_and_writes
     assert files_under(out) == []
 
 
+@pytest.mark.slow
 def test_report_into_an_unwritable_out_exits_4_with_a_clear_message_and_writes_nothing(tmp_path, demo_url):
     blocker = tmp_path / "a-regular-file"
     blocker.write_text("not a directory\n")
@@ -150,6 +155,7 @@ def test_report_into_an_unwritable_out_exits_4_with_a_clear_message_and_writes_n
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-regular-file"]
 
 
+@pytest.mark.slow
 def test_a_failure_while_writing_leaves_the_previous_reports_untouched_and_no_staging_folder(
         tmp_path, demo_url, monkeypatch):
     out = tmp_path / "out"
@@ -200,12 +206,14 @@ def test_help_covers_the_documented_commands():
 
 # -- progress bars ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_seed_without_a_terminal_prints_no_progress_bar(tmp_path):
     result = run("seed", "--url", f"sqlite:///{tmp_path / 'quiet.db'}", "--scale", "50", "--as-of", AS_OF)
     assert result.returncode == 0, result.stderr
     assert "%|" not in result.stderr and "rows/s" not in result.stderr
 
 
+@pytest.mark.slow
 def test_seed_with_progress_prints_a_bar_on_stderr_only(tmp_path):
     result = run("seed", "--url", f"sqlite:///{tmp_path / 'loud.db'}", "--scale", "50", "--as-of", AS_OF, "--progress")
     assert result.returncode == 0, result.stderr
@@ -253,6 +261,7 @@ def scan(path: Path) -> PageScan:
     return page
 
 
+@pytest.mark.slow
 def test_notebook_run_exports_self_contained_html_without_code(tmp_path, demo_url):
     out = tmp_path / "quickstart.html"
     started = time.perf_counter()
@@ -272,6 +281,7 @@ def test_notebook_run_exports_self_contained_html_without_code(tmp_path, demo_ur
     assert len(visible) > 500
 
 
+@pytest.mark.slow
 def test_notebook_run_of_a_missing_notebook_exits_2(tmp_path):
     result = run("notebook", "run", str(tmp_path / "nope.ipynb"), "--out", str(tmp_path / "nope.html"))
     assert result.returncode == Exit.BAD_ARGUMENTS, (result.returncode, result.stderr)
@@ -279,6 +289,7 @@ def test_notebook_run_of_a_missing_notebook_exits_2(tmp_path):
     assert not (tmp_path / "nope.html").exists()
 
 
+@pytest.mark.slow
 def test_notebook_run_with_a_parameter_without_equals_exits_2(tmp_path):
     result = run("notebook", "run", str(NOTEBOOKS / "01_quickstart.ipynb"), "-p", "as_of",
                  "--out", str(tmp_path / "x.html"))
@@ -287,6 +298,7 @@ def test_notebook_run_with_a_parameter_without_equals_exits_2(tmp_path):
     assert files_under(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_notebook_run_of_a_failing_cell_exits_4_and_writes_no_html(tmp_path):
     notebook = nbformat.v4.new_notebook(metadata={
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
@@ -305,6 +317,7 @@ def test_notebook_run_of_a_failing_cell_exits_4_and_writes_no_html(tmp_path):
 
 # -- a report set is swapped in whole; concurrent first demo runs ----------------------------------
 
+@pytest.mark.slow
 def test_a_reader_never_sees_a_mix_of_two_report_sets_and_other_files_stay(tmp_path, demo_url):
     """Readers hold the directory open (as a browser or a sync job lists then reads it): every
     snapshot they read has pnl and execution from the same run (as_of tells which), while
@@ -353,6 +366,7 @@ def test_a_reader_never_sees_a_mix_of_two_report_sets_and_other_files_stay(tmp_p
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging left behind"
 
 
+@pytest.mark.slow
 def test_three_concurrent_first_demo_runs_on_one_new_file_all_succeed(tmp_path):
     """Three `demo` runs started together on a file that does not exist yet: they take turns
     (a lock next to the database), one migrates and seeds, the others find it seeded; all exit 0

@@ -18,6 +18,7 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, env=environment, timeout=120)
 
 
+@pytest.mark.slow
 def test_db_upgrade_current_check_and_downgrade(backend, fresh_url):
     if backend == "sqlite":  # db current/check never create a file: an empty one is an empty database
         path = make_url(fresh_url).database
@@ -43,6 +44,7 @@ def test_health_reports_backend_version_and_latency(backend, db_url):
     assert status["server_version"] and status["latency_ms"] >= 0
 
 
+@pytest.mark.slow
 def test_unreachable_database_exits_3_with_the_password_masked():
     result = run("health", "--url", "postgresql://analyst:s3cr3t-pw@127.0.0.1:1/nowhere")
     assert result.returncode == 3
@@ -50,6 +52,7 @@ def test_unreachable_database_exits_3_with_the_password_masked():
     assert "***" in result.stderr
 
 
+@pytest.mark.slow
 def test_database_url_comes_from_the_environment(tmp_path):
     url = f"sqlite:///{tmp_path / 'env.db'}"
     assert run("db", "upgrade", env={"SHIVX_DATABASE_URL": url}).returncode == 0

@@ -59,6 +59,7 @@ READING_COMMANDS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command, given", [
     *[(command, "--url") for command in READING_COMMANDS],
     ("report", "SHIVX_DATABASE_URL"), ("health", "default path"), ("notebook run", "default path"),
@@ -81,6 +82,7 @@ def test_a_reading_command_on_a_missing_sqlite_file_exits_3_and_creates_nothing(
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["work"], "a file was created (database, -wal, -shm, output)"
 
 
+@pytest.mark.slow
 def test_a_reading_command_still_reads_an_existing_database(tmp_path):
     url = f"sqlite:///{tmp_path / 'there.db'}"
     assert run("db", "upgrade", "--url", url).returncode == 0
@@ -91,6 +93,7 @@ def test_a_reading_command_still_reads_an_existing_database(tmp_path):
 
 # -- database URLs ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command, url", [
     *[(command, "notaurl") for command in (["health"], ["db", "current"], ["db", "upgrade"], ["seed"],
                                            ["report", "pnl", "--out", "never"])],
@@ -105,6 +108,7 @@ def test_a_database_url_that_cannot_be_used_exits_2_naming_the_option(tmp_path, 
 
 # -- dates: ISO 8601 only, in a supported range ---------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option, value", [
     ("--since", "03/11/2026"), ("--as-of", "2026-13-01"), ("--until", "Oct 28 2025"),
 ])
@@ -116,6 +120,7 @@ def test_a_date_that_is_not_iso_8601_exits_2_naming_the_option_and_the_form(tmp_
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command, as_of", [
     (["seed"], "9999-12-31"), (["seed"], "1899-12-31T23:59:59Z"), (["report", "pnl", "--out", "out"], "0001-01-01"),
     (["report", "pnl", "--out", "out"], "2200-01-01T00:00:00Z"), (["demo"], "9999-12-31"),
@@ -143,6 +148,7 @@ def test_iso_8601_dates_and_datetimes_are_read_as_utc(text, expected):
 
 # -- notebook run parameters ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_notebook_run_with_a_parameter_the_notebook_does_not_define_exits_2_listing_the_valid_ones(tmp_path):
     result = run("notebook", "run", str(NOTEBOOKS / "02_pnl.ipynb"), "-p", f"asof={AS_OF}",
                  "--out", str(tmp_path / "pnl.html"))
@@ -151,6 +157,7 @@ def test_notebook_run_with_a_parameter_the_notebook_does_not_define_exits_2_list
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parameter, complaint", [
     ("as_of=notadate", "-p as_of: expected an ISO 8601 date or datetime such as 2025-10-28 or 2025-10-28T12:00:00Z, got 'notadate'"),
     ("until=9999-12-31", "-p until '9999-12-31' is outside the supported range"),
@@ -163,6 +170,7 @@ def test_notebook_run_with_a_malformed_parameter_exits_2_before_any_kernel_start
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_notebook_run_passes_a_relative_sqlite_url_as_an_absolute_one(tmp_path):
     """The notebook runs in its own folder: a relative path is resolved from the caller's."""
     from shivx_analytics.cli import _absolute
@@ -179,6 +187,7 @@ def test_notebook_run_passes_a_relative_sqlite_url_as_an_absolute_one(tmp_path):
 
 # -- --version and --help ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_version_prints_the_package_version():
     result = run("--version")
     version = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
@@ -243,6 +252,7 @@ def test_every_exception_maps_to_its_exit_code_and_a_message_saying_what_to_do(c
 
 # -- a backend killed mid-COPY ------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_a_backend_killed_mid_copy_exits_3_saying_the_connection_was_lost(backend, db_url, tmp_path):
     """The loaders COPY rows out through DuckDB's scanner; a lock holds that COPY, then its backend

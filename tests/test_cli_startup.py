@@ -11,6 +11,8 @@ import pytest
 
 import shivx_analytics as sx
 
+pytestmark = pytest.mark.slow  # the whole file: docs/development.md, Testing
+
 HEAVY = ("pandas", "matplotlib", "pyarrow", "numpy", "sqlalchemy.orm", "sqlmodel", "duckdb", "papermill")
 
 

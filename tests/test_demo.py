@@ -67,6 +67,7 @@ def _wide(expression):
 # Determinism
 
 
+@pytest.mark.slow
 def test_same_seed_and_as_of_give_identical_tables_and_another_seed_differs(seeded, migrated_templates, tmp_path):
     backend, _engine, _counts, rows = seeded
     again = _copy_database(backend, migrated_templates, tmp_path / "again")
@@ -92,6 +93,7 @@ def test_same_seed_and_as_of_give_identical_tables_and_another_seed_differs(seed
             drop_postgres_database(other)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not POSTGRES_URL, reason="SHIVX_TEST_POSTGRES_URL not set")
 def test_sqlite_and_postgresql_receive_the_same_rows(migrated_templates, tmp_path):
     sqlite_url = _copy_database("sqlite", migrated_templates, tmp_path)
@@ -109,6 +111,7 @@ def test_sqlite_and_postgresql_receive_the_same_rows(migrated_templates, tmp_pat
         drop_postgres_database(pg_url)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)  # PostgreSQL parses COPY text into its own types
 def test_fast_path_stores_exactly_what_the_column_types_store(seeded, migrated_templates, tmp_path):
     """SQLite text written by the bulk path equals SQLAlchemy Core inserts through the TypeDecorators."""
@@ -133,6 +136,7 @@ def test_fast_path_stores_exactly_what_the_column_types_store(seeded, migrated_t
 # Counts and scales
 
 
+@pytest.mark.slow
 def test_small_scale_has_the_documented_size(seeded):
     _backend, _engine, counts, rows = seeded
     assert counts == {name: len(rows[name]) for name in TABLES}
@@ -176,6 +180,7 @@ def _validated_positions_and_orders(rows):
     return positions, orders
 
 
+@pytest.mark.slow
 def test_every_position_has_its_buy_at_the_entry_price_and_closed_ones_their_sell_at_the_exit(seeded):
     positions, orders = _validated_positions_and_orders(seeded[3])
     buys, sells = defaultdict(list), defaultdict(list)
@@ -201,6 +206,7 @@ def test_every_position_has_its_buy_at_the_entry_price_and_closed_ones_their_sel
         assert sell.amount_out - buy.amount_in == position.pnl
 
 
+@pytest.mark.slow
 def test_fifo_realized_pnl_from_the_ledger_equals_the_closed_positions_pnl_exactly(seeded):
     positions, orders = _validated_positions_and_orders(seeded[3])
     ledger = defaultdict(list)
@@ -233,6 +239,7 @@ def test_fifo_realized_pnl_from_the_ledger_equals_the_closed_positions_pnl_exact
     assert sum(expected.values()) != 0
 
 
+@pytest.mark.slow
 def test_one_position_at_a_time_per_user_and_token(seeded):
     positions, _ = _validated_positions_and_orders(seeded[3])
     by_pair = defaultdict(list)
@@ -244,6 +251,7 @@ def test_one_position_at_a_time_per_user_and_token(seeded):
             assert not earlier.is_open and earlier.closed_at < later.opened_at
 
 
+@pytest.mark.slow
 def test_slippage_actual_is_the_models_calculate_slippage(seeded):
     _, orders = _validated_positions_and_orders(seeded[3])
     executed = [o for o in orders if o.is_executed]
@@ -255,6 +263,7 @@ def test_slippage_actual_is_the_models_calculate_slippage(seeded):
     assert any(o.slippage_actual < 0 for o in executed), "price improvement happens"
 
 
+@pytest.mark.slow
 def test_times_lie_in_the_90_days_before_as_of(seeded):
     rows = seeded[3]
     for r in rows["orders"]:
@@ -279,6 +288,7 @@ def test_times_lie_in_the_90_days_before_as_of(seeded):
         assert r["created_at"] <= r["updated_at"] < AS_OF
 
 
+@pytest.mark.slow
 def test_users_and_keys_state_matches_their_events(seeded):
     rows = seeded[3]
     logins = defaultdict(list)
@@ -298,6 +308,7 @@ def test_users_and_keys_state_matches_their_events(seeded):
 # Realism: the vocabulary the reports look for
 
 
+@pytest.mark.slow
 def test_tokens_strategies_and_order_outcomes(seeded):
     positions, orders = _validated_positions_and_orders(seeded[3])
     tokens = {p.token for p in positions.values()}
@@ -315,6 +326,7 @@ def test_tokens_strategies_and_order_outcomes(seeded):
     assert sizes[len(sizes) * 99 // 100] > 5 * sizes[len(sizes) // 2], "sizes are skewed (lognormal)"
 
 
+@pytest.mark.slow
 def test_open_positions_include_crossed_stop_losses_and_take_profits(seeded):
     positions, _ = _validated_positions_and_orders(seeded[3])
     open_positions = [p for p in positions.values() if p.is_open]
@@ -323,6 +335,7 @@ def test_open_positions_include_crossed_stop_losses_and_take_profits(seeded):
     assert not any(p.should_stop_loss() and p.should_take_profit() for p in open_positions)
 
 
+@pytest.mark.slow
 def test_authentication_events_include_a_brute_force_burst_and_lockouts(seeded):
     rows = seeded[3]
     logs = rows["security_audit_logs"]
@@ -377,10 +390,12 @@ def _check_lockouts(rows: dict, threshold: int, period: timedelta) -> None:
         assert user["locked_until"] == last + period
 
 
+@pytest.mark.slow
 def test_lockouts_follow_the_default_settings(seeded):
     _check_lockouts(seeded[3], threshold=5, period=timedelta(minutes=15))
 
 
+@pytest.mark.slow
 def test_lockout_settings_change_the_lockout_events(backend, db_url, settings_env):
     """SHIVX_LOCKOUT_THRESHOLD / SHIVX_LOCKOUT_MINUTES (Settings.lockout_threshold, lockout_minutes)
     decide how many failed logins lock an account in the demo, and for how long."""
@@ -394,6 +409,7 @@ def test_lockout_settings_change_the_lockout_events(backend, db_url, settings_en
     _check_lockouts(rows, threshold=3, period=timedelta(minutes=40))
 
 
+@pytest.mark.slow
 def test_api_keys_vary_and_some_hit_their_rate_limit(seeded):
     rows = seeded[3]
     keys = {str(k["key_id"]): k for k in rows["api_keys"]}
@@ -423,6 +439,7 @@ def test_api_keys_vary_and_some_hit_their_rate_limit(seeded):
 # Validity
 
 
+@pytest.mark.slow
 def test_every_row_satisfies_the_models_validation(seeded):
     rows = seeded[3]
     checks = {"users": [User, UserRead], "api_keys": [APIKey, APIKeyRead],
@@ -437,6 +454,7 @@ def test_every_row_satisfies_the_models_validation(seeded):
         sum(r["status"] == "executed" for r in rows["orders"])
 
 
+@pytest.mark.slow
 def test_passwords_verify_and_legacy_hashes_ask_for_a_rehash(seeded):
     hashes = [u["password_hash"] for u in seeded[3]["users"]]
     current = next(h for h in hashes if h.startswith("pbkdf2_sha256$600000$"))
@@ -445,6 +463,7 @@ def test_passwords_verify_and_legacy_hashes_ask_for_a_rehash(seeded):
     assert verify_password(DEMO_PASSWORD, legacy) and password_needs_rehash(legacy)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seeded", ["sqlite"], indirect=True)  # JSONB normalises the text on PostgreSQL
 def test_details_json_is_canonical(seeded):
     backend, engine, _counts, _rows = seeded
@@ -456,6 +475,7 @@ def test_details_json_is_canonical(seeded):
 # Safety: empty databases only, all or nothing
 
 
+@pytest.mark.slow
 def test_an_already_seeded_database_is_refused_and_left_unchanged(seeded):
     _backend, engine, counts, _rows = seeded
     with pytest.raises(ValueError, match="database already holds 2,000 orders"):
@@ -475,6 +495,7 @@ def _indexes(engine) -> dict[str, list]:
                          for i in inspector.get_indexes(name)) for name in TABLES}
 
 
+@pytest.mark.slow
 def test_the_bulk_load_leaves_every_index_as_the_migrations_made_it(backend, engine):
     before = _indexes(engine)
     assert sum(len(v) for v in before.values()) >= 25
@@ -482,6 +503,7 @@ def test_the_bulk_load_leaves_every_index_as_the_migrations_made_it(backend, eng
     assert _indexes(engine) == before
 
 
+@pytest.mark.slow
 def test_a_failure_in_the_last_table_leaves_nothing_written(backend, engine, monkeypatch):
     before = _indexes(engine)
     insert_rows = writing._insert_rows
@@ -500,6 +522,7 @@ def test_a_failure_in_the_last_table_leaves_nothing_written(backend, engine, mon
     assert _indexes(engine) == before
 
 
+@pytest.mark.slow
 def test_a_connection_outside_a_transaction_is_committed(backend, engine):
     with engine.connect() as connection:
         generate_demo_data(connection, scale=60, as_of=AS_OF)
@@ -507,6 +530,7 @@ def test_a_connection_outside_a_transaction_is_committed(backend, engine):
         assert connection.execute(sa.text("SELECT count(*) FROM orders")).scalar_one() == 60
 
 
+@pytest.mark.slow
 def test_a_session_writes_in_the_callers_transaction(backend, engine):
     with Session(engine) as session:
         generate_demo_data(session, scale=60, as_of=AS_OF)
@@ -521,6 +545,7 @@ def test_a_session_writes_in_the_callers_transaction(backend, engine):
         assert connection.execute(sa.text("SELECT count(*) FROM orders")).scalar_one() == 60
 
 
+@pytest.mark.slow
 def test_as_of_defaults_to_the_start_of_the_current_utc_day(backend, engine, capsys):
     midnight = lambda: datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)  # noqa: E731
     before = midnight()
@@ -542,6 +567,7 @@ def test_an_as_of_outside_the_generable_range_is_refused_naming_the_range(as_of)
         generate_demo_data("sqlite:///:memory:", as_of=as_of)
 
 
+@pytest.mark.slow
 def test_seed_with_as_of_at_the_end_of_time_exits_2(tmp_path):
     from typer.testing import CliRunner
 
@@ -562,6 +588,7 @@ def test_seed_with_as_of_at_the_end_of_time_exits_2(tmp_path):
     assert counts["orders"] == 50
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_a_non_superuser_owner_can_migrate_and_seed_under_forced_row_security(backend):
     """The audit log's row-level security is forced on its owner, and PostgreSQL refuses COPY FROM

@@ -220,6 +220,7 @@ def gin_scans(connection) -> tuple[int, int]:
     return int(indexes), int(scans)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_postgresql_answers_a_details_filter_from_the_gin_index(backend, engine, db_url):
     keys = 500

@@ -144,6 +144,7 @@ def terminated_when_blocked(url: str, lock_statement: str) -> Iterator[list[str]
 # The database going away --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_a_seed_cut_off_mid_way_exits_3_and_leaves_no_row(backend, db_url):
     # users, api_keys, positions and orders are written before the audit log, which the lock holds up
@@ -157,6 +158,7 @@ def test_a_seed_cut_off_mid_way_exits_3_and_leaves_no_row(backend, db_url):
     assert invoke("seed", "--url", db_url, "--as-of", AS_OF).exit_code == 0  # and the database is fine
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_a_report_cut_off_mid_way_exits_3_and_writes_no_file(backend, db_url, tmp_path):
     out = tmp_path / "reports"
@@ -168,6 +170,7 @@ def test_a_report_cut_off_mid_way_exits_3_and_writes_no_file(backend, db_url, tm
     assert files_under(out) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_a_load_cut_off_mid_way_raises_database_unavailable_with_the_password_masked(backend, db_url):
     with terminated_when_blocked(db_url, "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE") as terminated, \
@@ -180,6 +183,7 @@ def test_a_load_cut_off_mid_way_raises_database_unavailable_with_the_password_ma
 # Output that cannot be written ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_an_unwritable_output_directory_exits_4_and_writes_nothing(backend, db_url, tmp_path):
     blocker = tmp_path / "not-a-directory"
@@ -191,6 +195,7 @@ def test_an_unwritable_output_directory_exits_4_and_writes_nothing(backend, db_u
     assert blocker.is_file() and not [p for p in tmp_path.rglob("*") if "report" in p.name or "staging" in p.name]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_disk_that_fills_up_mid_way_exits_4_and_leaves_no_partial_file(backend, db_url, tmp_path):
     """A real EFBIG from the kernel (RLIMIT_FSIZE) while the second report's HTML is being written."""
@@ -250,6 +255,7 @@ def write_lock_held_by_another_process(path: str, seconds: float) -> Iterator[No
         holder.wait(timeout=30)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_sqlite_waits_for_another_process_writing_instead_of_raising(backend, db_url):
     path = db_url.removeprefix("sqlite:///")
@@ -279,6 +285,7 @@ def test_without_a_busy_timeout_the_same_write_fails_at_once(backend, db_url):
         engine.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_sqlite_writers_that_read_first_wait_for_each_other_in_run_in_transaction(backend, db_url):
     """Read-then-write transactions from 4 threads: BEGIN IMMEDIATE makes each wait, none fails."""
@@ -344,6 +351,7 @@ def failed_logins(engine, user_id) -> int:
                                   {"id": user_id}).scalar_one()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_a_serialization_failure_is_retried_and_nothing_is_lost(backend, engine, users):
     """Two REPEATABLE READ transactions update the same row; the later one fails with 40001 and is retried."""
@@ -376,6 +384,7 @@ def test_a_serialization_failure_is_retried_and_nothing_is_lost(backend, engine,
     assert failed_logins(engine, user_id) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_a_deadlock_is_retried_and_both_transactions_commit(backend, engine, users):
     """Two transactions lock the same two rows in opposite orders; PostgreSQL aborts one (40P01)."""
@@ -401,6 +410,7 @@ def test_a_deadlock_is_retried_and_both_transactions_commit(backend, engine, use
     assert failed_logins(engine, a) == failed_logins(engine, b) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_concurrent_failed_logins_under_repeatable_read_are_retried_and_none_is_lost(backend, engine, users):
     repeatable = engine.execution_options(isolation_level="REPEATABLE READ")
@@ -473,6 +483,7 @@ def test_the_statement_timeout_comes_from_the_environment(monkeypatch):
     assert Settings().statement_timeout_ms is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_a_runaway_postgresql_statement_ends_at_the_timeout_with_a_clear_error(backend, db_url):
     engine = create_engine(db_url, settings=Settings(statement_timeout_ms=200))
@@ -488,6 +499,7 @@ def test_a_runaway_postgresql_statement_ends_at_the_timeout_with_a_clear_error(b
         engine.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_a_runaway_sqlite_statement_is_interrupted_at_the_timeout(backend, db_url):
     engine = create_engine(db_url, settings=Settings(statement_timeout_ms=200))
@@ -507,6 +519,7 @@ def test_a_runaway_sqlite_statement_is_interrupted_at_the_timeout(backend, db_ur
         engine.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"])
 async def test_the_async_engine_applies_the_statement_timeout_too(backend, db_url):
     engine = create_async_engine(db_url, settings=Settings(statement_timeout_ms=200))
@@ -519,6 +532,7 @@ async def test_the_async_engine_applies_the_statement_timeout_too(backend, db_ur
         await engine.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_a_load_blocked_past_the_timeout_fails_naming_it(backend, db_url):
     """The loaders' DuckDB path reads engine.url, which carries the timeout to its own connections."""
@@ -596,6 +610,7 @@ def test_the_async_engine_passes_tls_settings_to_asyncpg(backend, db_url):
     FAULTS["TLS required by a server without TLS"] += 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_the_cli_reads_sslmode_from_the_environment_and_exits_3(backend, db_url, monkeypatch, fresh_settings):
     monkeypatch.setenv("SHIVX_DB_SSLMODE", "require")
@@ -620,6 +635,7 @@ def _immutable(path: Path) -> Iterator[None]:
         subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite"])
 @pytest.mark.parametrize("journal", ["delete", "wal"])
 @pytest.mark.parametrize("how", ["immutable file", "mode=ro URI"])

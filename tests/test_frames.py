@@ -688,6 +688,7 @@ def demo_frames(request, migrated_templates, tmp_path_factory):
             drop_postgres_database(url)
 
 
+@pytest.mark.slow
 def test_demo_derived_columns_equal_the_model_properties_for_every_row(demo_frames):
     _, _, loaded_frames = demo_frames
     positions, orders = loaded_frames["positions"], loaded_frames["orders"]
@@ -703,6 +704,7 @@ def test_demo_derived_columns_equal_the_model_properties_for_every_row(demo_fram
         assert (row.total_value, executed_price) == (model.total_value, model.executed_price)
 
 
+@pytest.mark.slow
 def test_demo_frames_are_sorted_typed_and_free_of_secrets(demo_frames):
     _, url, loaded_frames = demo_frames
     for name, frame in loaded_frames.items():
@@ -726,6 +728,7 @@ def test_demo_frames_are_sorted_typed_and_free_of_secrets(demo_frames):
                 assert not set(frame[column].dropna()) & hashes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("demo_frames", ["postgresql"], indirect=True)  # compared once, from the PostgreSQL side
 def test_demo_frames_are_identical_on_sqlite_and_postgresql(demo_frames, migrated_templates, tmp_path):
     backend, _, loaded_frames = demo_frames

@@ -303,6 +303,7 @@ def expect_rows(frame: pd.DataFrame, reference: pd.DataFrame, keep: pd.Series, i
     assert frame[id_column].tolist() == reference.loc[keep, id_column].tolist()
 
 
+@pytest.mark.slow
 @DATABASE
 @given(value=filter_values)
 def test_text_filters_give_a_value_error_or_exactly_the_matching_rows(demo, value):
@@ -325,6 +326,7 @@ def test_text_filters_give_a_value_error_or_exactly_the_matching_rows(demo, valu
 enum_filters = st.sampled_from([("status", OrderStatus), ("action", OrderAction), ("order_type", OrderType)])
 
 
+@pytest.mark.slow
 @DATABASE
 @given(target=enum_filters, value=st.lists(enum_text, min_size=1, max_size=4) | enum_text | huge_lists
        | st.lists(st.sampled_from([m.value for e in (OrderStatus, OrderAction, OrderType) for m in e]), max_size=4))
@@ -345,6 +347,7 @@ def test_enum_filters_give_a_value_error_naming_the_choices_or_the_matching_rows
     CHECKED["loader results compared row by row"] += 1
 
 
+@pytest.mark.slow
 @DATABASE
 @given(data=st.data())
 def test_id_filters_give_a_value_error_or_the_rows_of_those_ids(demo, data):
@@ -371,6 +374,7 @@ def test_id_filters_give_a_value_error_or_the_rows_of_those_ids(demo, data):
     CHECKED["loader results compared row by row"] += 1
 
 
+@pytest.mark.slow
 @DATABASE
 @given(value=st.booleans() | st.sampled_from(["true", "False", 1, 0, "1", "yes"]) | st.lists(st.booleans(), max_size=3))
 def test_the_success_flag_takes_booleans_only(demo, value):
@@ -390,6 +394,7 @@ column_names = st.sampled_from(FRAME_COLUMNS["orders"] + ("password_hash", "key_
                                                           "order_id; DROP TABLE orders", "token --"))
 
 
+@pytest.mark.slow
 @DATABASE
 @given(columns=st.lists(column_names | st.text(max_size=12), max_size=6) | column_names
        | st.lists(st.sampled_from(FRAME_COLUMNS["orders"]), min_size=1, max_size=8))
@@ -423,6 +428,7 @@ window_moments = (instants.map(lambda d: d.replace(microsecond=0))
 window_values = window_moments | window_moments.map(lambda d: d.isoformat()) | texts | st.integers()
 
 
+@pytest.mark.slow
 @DATABASE
 @given(since=st.none() | window_values, until=st.none() | window_values)
 def test_windows_give_a_value_error_naming_the_argument_or_the_rows_inside(demo, since, until):
@@ -471,6 +477,7 @@ def valid_capital(text: str) -> bool:
         return False
 
 
+@pytest.mark.slow
 @FAST
 @given(since=st.none() | dates | cli_text, until=st.none() | dates | cli_text, as_of=st.none() | dates | cli_text,
        formats=st.none() | st.sampled_from(["html", "json,csv", "html, json", "csv,csv"]) | cli_text,
@@ -497,6 +504,7 @@ def test_report_arguments_exit_2_with_a_message_or_go_on_to_the_database(since, 
 
 
 
+@pytest.mark.slow
 @FAST
 @given(option=st.sampled_from(["--since", "--until", "--as-of"]), value=cli_text)
 def test_a_bad_date_exits_2_naming_the_option(option, value):
@@ -507,6 +515,7 @@ def test_a_bad_date_exits_2_naming_the_option(option, value):
         assert result.stderr.startswith(f"error: {option}: ")
 
 
+@pytest.mark.slow
 @FAST
 @given(scale=st.sampled_from([*SCALES, "19", "20", "1000", "-5", "1e3", "small ", "LARGE"]) | st.text(max_size=10),
        as_of=st.none() | dates | cli_text)

@@ -126,6 +126,7 @@ def test_live_connections_carry_them(backend, db_url):
         engine.dispose()
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_a_connection_that_never_gets_through_fails_at_the_connect_timeout(backend, db_url):
     with FreezingProxy(*server()) as proxy:
@@ -154,6 +155,7 @@ def assert_timed_out(result: subprocess.CompletedProcess, proxy: FreezingProxy, 
     assert ended - proxy.first_connected_at < limit + GRACE_S + SLACK_S
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_report_all_on_a_frozen_connection_exits_3_at_the_timeout_and_writes_no_file(backend, demo_pg, tmp_path):
     out = tmp_path / "reports"
@@ -165,6 +167,7 @@ def test_report_all_on_a_frozen_connection_exits_3_at_the_timeout_and_writes_no_
     assert files_under(out) == []
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_the_timeout_also_comes_from_shivx_timeout_s(backend, demo_pg, tmp_path):
     out = tmp_path / "reports"
@@ -176,6 +179,7 @@ def test_the_timeout_also_comes_from_shivx_timeout_s(backend, demo_pg, tmp_path)
     assert files_under(out) == []
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_seed_on_a_frozen_connection_exits_3_at_the_timeout_and_writes_no_row(backend, db_url):
     # mid-seed, inside its transaction: the rows are built (seconds of CPU) before the first COPY
@@ -191,6 +195,7 @@ def test_seed_on_a_frozen_connection_exits_3_at_the_timeout_and_writes_no_row(ba
         engine.dispose()
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_notebook_run_on_a_frozen_connection_exits_3_at_the_timeout_and_writes_no_file(backend, demo_pg, tmp_path):
     notebook = nbformat.v4.new_notebook(metadata={
@@ -230,6 +235,7 @@ def test_time_limit_raises_run_timeout_in_python_code_and_leaves_fast_work_alone
 # The statement timeout on the loaders' own connections ---------------------------------------
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_the_copy_path_of_a_url_source_honours_the_statement_timeout_and_sends_the_copy_once(
         backend, demo_pg, settings_env):
@@ -249,6 +255,7 @@ def test_the_copy_path_of_a_url_source_honours_the_statement_timeout_and_sends_t
         locker.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL's counterpart: the COPY test above
 def test_the_sqlite_reader_honours_the_statement_timeout(backend, db_url, settings_env):
     """The clock covers the query and the fetching of its rows, as on PostgreSQL: a chunked load
@@ -290,6 +297,7 @@ def terminate_backends(url: str) -> int:
         engine.dispose()
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_a_chunked_load_whose_backend_is_killed_mid_stream_raises_database_unavailable(backend, db_url):
     """DuckDB's scan keeps its PostgreSQL transaction open until the last row is handed over: its

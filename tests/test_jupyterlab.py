@@ -12,6 +12,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the whole file: docs/development.md, Testing
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 STARTUP_S = 180  # it took 81 s here with 8 test suites sharing 2 cores
 

@@ -34,6 +34,8 @@ from shivx_analytics.db import create_engine, run_in_transaction
 from shivx_analytics.models import Order, UserCreate, build_user
 from shivx_analytics.security import hash_password
 
+pytestmark = pytest.mark.slow  # the whole file: docs/development.md, Testing
+
 WRITERS = {"postgresql": 8, "sqlite": 4}
 ORDERS_PER_WRITER = 10_000
 BATCH = 500

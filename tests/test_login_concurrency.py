@@ -25,6 +25,8 @@ from shivx_analytics.models import (
 )
 from shivx_analytics.security import hash_password
 
+pytestmark = pytest.mark.slow  # the whole file: docs/development.md, Testing
+
 
 @pytest.fixture
 def user_id(engine, monkeypatch) -> uuid.UUID:

@@ -46,6 +46,7 @@ def test_models_equal_migrations(backend, db_url):
     assert diff == []
 
 
+@pytest.mark.slow
 def test_every_revision_upgrades_and_downgrades_with_triggers_in_place(backend, fresh_url):
     """Stairway: for each revision, up, down one step, up again; triggers present after every up."""
     script = ScriptDirectory.from_config(alembic_config())
@@ -66,6 +67,7 @@ def test_every_revision_upgrades_and_downgrades_with_triggers_in_place(backend, 
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_migrate_reaches_head_and_is_idempotent(backend, fresh_url):
     migrate(fresh_url)
     migrate(fresh_url)
@@ -113,6 +115,7 @@ def test_offline_sql_renders_for_postgresql(capsys):
     assert "trg_security_audit_logs_no_truncate" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_alembic_command_line_uses_shivx_database_url(backend, fresh_url, monkeypatch, tmp_path):
     """From the repo root, `alembic upgrade head` reads SHIVX_DATABASE_URL."""

@@ -286,6 +286,7 @@ def demo_frames(request, migrated_templates, tmp_path_factory):
             drop_postgres_database(url)
 
 
+@pytest.mark.slow
 def test_default_frames_hold_every_money_column_as_float64(demo_frames):
     url, frames = demo_frames
     for name, frame in frames.items():
@@ -302,12 +303,14 @@ def test_default_frames_hold_every_money_column_as_float64(demo_frames):
         assert np.array_equal(frames["orders"][column].to_numpy(), np.array(expected), equal_nan=True), column
 
 
+@pytest.mark.slow
 def test_frames_without_money_are_the_same_in_both_modes(demo_frames):
     url, frames = demo_frames
     for name in ("audit_logs", "api_keys", "users"):
         pd.testing.assert_frame_equal(LOADERS[name](url, money="decimal"), frames[name], check_exact=True, obj=name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(LOADERS))
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: op.__name__[3:])
 def test_everyday_pandas_operations_work_on_the_default_frames(demo_frames, name, operation, tmp_path):
@@ -431,6 +434,7 @@ def test_huge_orders_load_in_both_modes(huge):
     assert exact["total_value"].iloc[1] == Decimal("999999999999999999980000.00000000")  # LARGEST x LARGEST
 
 
+@pytest.mark.slow
 def test_reports_run_over_the_largest_rows(huge):
     url, positions, _ = huge
     report = sx.pnl_report(url, as_of="2025-10-28", starting_capital=100_000)
@@ -457,6 +461,7 @@ def test_float_money_is_the_nearest_float_of_every_exact_value():
     assert not np.array_equal(direct, np.array([float(v) for v in values if v is not None]))  # why not Arrow's cast
 
 
+@pytest.mark.slow
 def test_metrics_given_a_float_frame_say_to_load_it_exact(demo_frames):
     from shivx_analytics import metrics
 

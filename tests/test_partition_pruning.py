@@ -10,6 +10,8 @@ import sqlalchemy as sa
 import shivx_analytics as sx
 from shivx_analytics.db import create_engine
 
+pytestmark = pytest.mark.slow  # the whole file: docs/development.md, Testing
+
 AS_OF = "2025-10-28T00:00:00Z"
 SINCE, UNTIL = "2025-09-03T00:00:00Z", "2025-09-20T12:00:00Z"  # inside September
 

@@ -57,6 +57,7 @@ def test_migration_partitions_the_log_by_month_with_a_default(backend, engine):
     assert first.upper == found[1].lower  # [first instant, first instant of the next month)
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_demo_rows_land_in_their_months_partitions(backend, demo):
     placed = _partition_of_rows(demo)
@@ -70,6 +71,7 @@ def test_demo_rows_land_in_their_months_partitions(backend, demo):
     assert misplaced == 0
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_every_partition_old_and_new_refuses_update_delete_truncate(backend, demo):
     with demo.begin() as connection:
@@ -100,6 +102,7 @@ def test_every_partition_old_and_new_refuses_update_delete_truncate(backend, dem
     assert sx.verify_audit_chain(demo).ok
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_creating_a_month_moves_its_rows_out_of_the_default_partition(backend, demo):
     with Session(demo) as session:
@@ -124,6 +127,7 @@ def test_creating_a_month_moves_its_rows_out_of_the_default_partition(backend, d
         connection.exec_driver_sql(f"TRUNCATE {partitions.DEFAULT_PARTITION}")
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_db_partitions_command_is_idempotent(backend, db_url):
     first = _run("db", "partitions", "--ahead", "4", "--json", "--url", db_url)
@@ -139,6 +143,7 @@ def test_db_partitions_command_is_idempotent(backend, db_url):
     assert text.returncode == 0 and "DEFAULT" in text.stdout and "exists" in text.stdout
 
 
+@pytest.mark.slow
 def test_db_partitions_refuses_sqlite_and_bad_arguments(tmp_path):
     url = f"sqlite:///{tmp_path / 'x.db'}"
     sx.migrate(url)
@@ -160,6 +165,7 @@ def _scanned(connection, statement) -> set[str]:
     return found
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_time_windows_prune_partitions(backend, demo):
     query = _Query(AUDIT_LOGS)
@@ -184,6 +190,7 @@ def _scans(engine) -> dict[str, int]:
             "WHERE relname LIKE 'security_audit_logs_%'")).all())
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_the_loader_reads_only_the_partitions_of_its_window(backend, demo):
     """The real load (DuckDB's scanner, its own connections): PostgreSQL's scan counters move on
@@ -200,6 +207,7 @@ def test_the_loader_reads_only_the_partitions_of_its_window(backend, demo):
     assert moved == {"security_audit_logs_y2025m09"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_upgrading_a_log_with_rows_keeps_every_row_and_the_chain(backend, fresh_url):
     """0003 -> head -> 0003 on a database holding the demo's rows: nothing lost or changed, the

@@ -28,6 +28,7 @@ def _run(code: str) -> dict[str, str]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_importing_the_package_and_building_figures_leaves_global_rcparams_alone():
     fresh = _run(RCPARAMS)
     used = _run(f"""
@@ -57,6 +58,7 @@ def _figures():
             plots.horizontal_bars(daily.reset_index(drop=True), title="t", xlabel="x (USD)")]
 
 
+@pytest.mark.slow
 def test_the_analysts_rcparams_do_not_change_the_house_style():
     house = [_png(f) for f in _figures()]
     with matplotlib.rc_context({"font.size": 20, "grid.alpha": 1.0, "axes.grid": False, "axes.titlesize": 13.2,

@@ -66,6 +66,7 @@ def demo_url(migrated_templates) -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("window", WINDOWS)
 @pytest.mark.parametrize("report", REPORTS)
 def test_pushdown_gives_the_pandas_report_on_the_demo(demo_url, report, window):
@@ -76,6 +77,7 @@ def test_pushdown_gives_the_pandas_report_on_the_demo(demo_url, report, window):
     assert_same_report(pandas_report, pushdown_report)
 
 
+@pytest.mark.slow
 def test_the_pushdown_path_loads_no_audit_row(demo_url, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the push-down path loaded audit rows")
@@ -237,6 +239,7 @@ def edge_url(migrated_templates) -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("window", EDGE_WINDOWS)
 @pytest.mark.parametrize("report", REPORTS)
 def test_pushdown_gives_the_pandas_report_on_edge_cases(edge_url, report, window):
@@ -340,6 +343,7 @@ def test_the_aggregates_refuse_sqlite(backend, db_url):
         aggregates.failed_logins_by_ip(db_url, "2025-01-01", "2025-02-01")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("report", REPORTS)
 def test_the_path_taken_is_recorded(demo_url, settings_env, report):
     assert_path_follows_settings(lambda **path: REPORTS[report](demo_url, as_of=DEMO_AS_OF, **path), settings_env)

@@ -45,6 +45,7 @@ def demo_url(migrated_templates) -> Iterator[str]:
 
 # Both paths give the same report ----------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("window", "empty"), [
     ({}, False),  # the default: the 30 days before as_of
     ({"since": "2025-10-03T07:30:00.250000", "until": "2025-10-20T13:15:00"}, False),  # bounds inside days
@@ -63,6 +64,7 @@ def test_pushdown_equals_pandas_on_the_demo_data(backend, demo_url, window, empt
         assert pushed.summary["orders"] > 0 and pushed.summary["slippage_bps_median"] is not None
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_the_pushdown_path_loads_no_order_rows(backend, demo_url, monkeypatch):
     def refuse(*args, **kwargs):
@@ -73,6 +75,7 @@ def test_the_pushdown_path_loads_no_order_rows(backend, demo_url, monkeypatch):
     assert report.parameters["path"] == "pushdown" and report.summary["executed"] > 0
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_every_kind_of_source_gives_the_same_pushed_down_report(backend, demo_url):
     expected = execution_report(demo_url, as_of=AS_OF, pushdown=True)
@@ -82,6 +85,7 @@ def test_every_kind_of_source_gives_the_same_pushed_down_report(backend, demo_ur
             assert report.to_json() == expected.to_json()
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_a_callers_connection_keeps_its_settings(backend, demo_url):
     with engine_of(demo_url) as engine, engine.connect() as connection:
@@ -196,6 +200,7 @@ def test_pushdown_on_sqlite_is_refused_naming_sqlite(backend, db_url):
     assert execution_report(db_url, as_of=AS_OF).parameters["path"] == "pandas"
 
 
+@pytest.mark.slow
 @POSTGRESQL_ONLY
 def test_the_argument_then_the_settings_choose_the_path(backend, demo_url, settings_env):
     assert_path_follows_settings(lambda **path: execution_report(demo_url, as_of=AS_OF, **path), settings_env)

@@ -36,7 +36,7 @@ from shivx_analytics.roles import RoleNames, grant_roles
 
 from _databases import IN_CI, require_backend
 
-pytestmark = pytest.mark.parametrize("backend", ["postgresql"])
+pytestmark = [pytest.mark.parametrize("backend", ["postgresql"]), pytest.mark.slow]
 
 AS_OF = "2025-10-28"
 ROLES = RoleNames()  # the cluster is this module's own: the documented role names

@@ -83,6 +83,7 @@ def _visible_text(page: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", page))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("view", ["to_html", "_repr_html_"])
 def test_every_page_reads_as_words_and_rounded_figures(reports, view):
     for name, report in reports.items():
@@ -116,6 +117,7 @@ def test_every_page_reads_as_words_and_rounded_figures(reports, view):
     assert f"{pnl.summary['win_rate'] * 100:.2f} %" in page
 
 
+@pytest.mark.slow
 def test_long_tables_are_trimmed_with_a_line_saying_where_the_rest_is(reports):
     pnl = reports["pnl"]
     daily = len(pnl.exact_tables["daily"])
@@ -134,6 +136,7 @@ def test_long_tables_are_trimmed_with_a_line_saying_where_the_rest_is(reports):
     assert page.count("<img ") == len(pnl.figures)
 
 
+@pytest.mark.slow
 def test_report_tables_work_with_pandas(reports):
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
@@ -182,6 +185,7 @@ def test_report_tables_is_a_view_of_the_exact_tables():
     assert list(report.tables) == ["t"]
 
 
+@pytest.mark.slow
 def test_csv_formula_injection_is_neutralised_and_json_stays_exact(reports, tmp_path):
     pnl, security = reports["pnl"], reports["security"]
     assert FORMULA in pnl.exact_tables["by_strategy"].index
@@ -272,6 +276,7 @@ def test_view_shows_one_table_for_reading():
         report.view("by_token", rows=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("view", ["to_html", "_repr_html_"])
 def test_user_ids_show_the_username_beside_the_short_id(reports, view):
     for name, table in (("pnl", "by_user"), ("security", "locked_users"), ("security", "failed_logins_by_user")):

@@ -322,6 +322,7 @@ def test_pnl_report_headline_figures_match_the_hand_computation(seeded):
     assert list(mismatch["difference"]) == [Decimal("-0.5")]
 
 
+@pytest.mark.slow
 def test_pnl_sharpe_and_sortino_agree_with_quantstats_over_constant_capital(seeded):
     qs = pytest.importorskip("quantstats.stats")
     url, _ = seeded
@@ -351,6 +352,7 @@ def test_pnl_breakdowns_and_periods_add_up(seeded):
     assert list(report.exact_tables["monthly"]["realized_pnl"]) == [Decimal("-170.18518514")]
 
 
+@pytest.mark.slow
 def test_pnl_window_cutting_through_positions(seeded):
     url, _ = seeded
     # [01-02, 01-04): closed inside: P2 (-50), P3 (0). Open and opened before 01-04: P6, P7 (-45).
@@ -408,6 +410,7 @@ def _all_reports(url: str) -> dict[str, Report]:
             for name, build in REPORTS.items()}
 
 
+@pytest.mark.slow
 def test_exports_are_byte_identical_across_runs_and_leak_no_secret(seeded, tmp_path):
     url, secrets = seeded
     outputs = []
@@ -428,6 +431,7 @@ def test_exports_are_byte_identical_across_runs_and_leak_no_secret(seeded, tmp_p
     assert "NaN" not in everything
 
 
+@pytest.mark.slow
 def test_html_is_one_self_contained_file(seeded, tmp_path):
     url, secrets = seeded
     report = pnl_report(url, as_of=AS_OF, starting_capital=CAPITAL)
@@ -456,6 +460,7 @@ def test_database_url_is_shown_with_the_password_masked(seeded):
         assert "***" in shown
 
 
+@pytest.mark.slow
 def test_engine_connection_session_and_url_give_the_same_report(seeded):
     url, _ = seeded
     engine = create_engine(url)
@@ -470,6 +475,7 @@ def test_engine_connection_session_and_url_give_the_same_report(seeded):
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_as_of_defaults_to_now(seeded):
     url, _ = seeded
     before = pd.Timestamp.now(tz="UTC")
@@ -480,6 +486,7 @@ def test_as_of_defaults_to_now(seeded):
     assert report.parameters["since"] == report.parameters["until"] - pd.Timedelta(days=30)
 
 
+@pytest.mark.slow
 def test_a_failed_export_leaves_no_file(seeded, tmp_path, monkeypatch):
     url, _ = seeded
     report = pnl_report(url, as_of=AS_OF)
@@ -508,6 +515,7 @@ def test_a_failed_export_leaves_no_file(seeded, tmp_path, monkeypatch):
     assert not any(target.parent.iterdir())
 
 
+@pytest.mark.slow
 def test_repr_and_notebook_view_are_stable(seeded):
     url, _ = seeded
     first, second = pnl_report(url, as_of=AS_OF), pnl_report(url, as_of=AS_OF)
@@ -531,6 +539,7 @@ def both_backends(tmp_path, migrated_templates) -> Iterator[tuple[str, str]]:
         drop_postgres_database(pg_url)
 
 
+@pytest.mark.slow
 def test_sqlite_and_postgresql_give_identical_json(both_backends):
     texts = []
     for url in both_backends:
@@ -564,6 +573,7 @@ EDGE_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(EDGE_CASES))
 def test_edge_cases_render_without_crash_or_nan(case, backend, db_url):
     engine = create_engine(db_url)
@@ -615,6 +625,7 @@ STRADDLING_ORDERS = [
 ]
 
 
+@pytest.mark.slow
 def test_fifo_reconciliation_rounds_the_windows_pnl_once(backend, db_url):
     engine = create_engine(db_url)
     try:
@@ -654,6 +665,7 @@ def test_bad_arguments_are_refused_with_their_name(seeded):
         pnl_report(url, as_of=AS_OF, starting_capital=0)
 
 
+@pytest.mark.slow
 def test_figures_are_plain_figures_not_registered_with_pyplot(seeded):
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure

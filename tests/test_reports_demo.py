@@ -11,6 +11,8 @@ from test_reports import both_backends  # noqa: F401  (fixture)
 from shivx_analytics.demo import generate_demo_data
 from shivx_analytics.reports import api_usage_report, execution_report, pnl_report, security_report
 
+pytestmark = pytest.mark.slow  # the whole file: docs/development.md, Testing
+
 AS_OF = "2025-10-28T00:00:00Z"
 BUILDERS = (pnl_report, execution_report, api_usage_report, security_report)
 

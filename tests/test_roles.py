@@ -130,6 +130,7 @@ def test_row_security_is_forced_and_a_non_superuser_owner_cannot_change_rows(bac
         owner.dispose()
 
 
+@pytest.mark.slow
 def test_every_loader_and_report_works_under_the_analytics_role(backend, db_url, roles):
     import shivx_analytics as sx
 

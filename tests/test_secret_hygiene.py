@@ -94,6 +94,7 @@ def debug_logs(caplog, capsys):
     return lambda: caplog.text + "\n".join(r.getMessage() for r in caplog.records) + capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_no_output_carries_a_secret(backend, seeded, tmp_path, debug_logs):
     url, plaintext_key, orm_reprs, user_id = seeded
     secrets = secrets_in(url, plaintext_key)
@@ -142,6 +143,7 @@ def test_no_output_carries_a_secret(backend, seeded, tmp_path, debug_logs):
           f"({sum(len(t) for t in outputs.values()):,} characters): no leak")
 
 
+@pytest.mark.slow
 def test_stored_notebook_outputs_carry_no_secret(tmp_path):
     """The notebooks run on the same demo (seed 0): its hashes must not be in their stored outputs."""
     url = f"sqlite:///{tmp_path / 'notebook-demo.db'}"
@@ -206,6 +208,7 @@ def test_echo_never_logs_the_hashes_of_new_users_and_keys(backend, db_url, setti
     assert not [secret for secret in secrets if secret in shown]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql"])
 def test_db_grant_never_shows_a_role_password(backend, db_url, settings_env, debug_logs, monkeypatch):
     """`db grant` with echo on: the password, and the SCRAM verifier sent for it, appear in no log
@@ -300,6 +303,7 @@ def test_query_string_secrets_are_masked_on_every_output_path(backend, db_url, t
     assert not [secret for secret in secrets if secret in sx.db.redact(f"cannot open {url}")]
 
 
+@pytest.mark.slow
 def test_notebook_exports_and_errors_mask_query_string_secrets(tmp_path):
     """`notebook run --url ...?password=`: the HTML (its report shows the database it read) and
     the error of a cell that prints the URL show neither secret."""

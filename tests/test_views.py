@@ -22,6 +22,8 @@ from shivx_analytics.aggregates import PushdownUnavailable
 from shivx_analytics.metrics._common import MONEY_TOTAL, quantize
 from shivx_analytics.models import Position, PositionStatus
 
+pytestmark = pytest.mark.slow  # the whole file: docs/development.md, Testing
+
 AS_OF = "2025-10-28T00:00:00Z"
 CLI = [sys.executable, "-m", "shivx_analytics.cli"]
 WINDOWS = [

@@ -154,6 +154,7 @@ def demo(backend, db_url) -> str:
     return db_url
 
 
+@pytest.mark.slow
 def test_every_report_follows_the_one_as_of_rule(demo):
     for build in REPORTS:
         report = build(demo, as_of="2025-10-27T15:00:00Z", **({"verify_chain": False} if build is sx.security_report else {}))
@@ -166,6 +167,7 @@ def test_every_report_follows_the_one_as_of_rule(demo):
     assert pnl.parameters["since"] == first_opened
 
 
+@pytest.mark.slow
 def test_data_as_of_is_the_start_of_the_day_after_the_newest_row(backend, db_url):
     assert sx.data_as_of(db_url) is None  # migrated, no rows
     generate_demo_data(db_url, seed=0, scale="small", as_of="2025-10-28T00:00:00Z")
@@ -192,6 +194,7 @@ def hand_filter(frame: pd.DataFrame, **filters) -> pd.DataFrame:
     return frame[keep.to_numpy(dtype=bool)].reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_report_filters_equal_hand_filtering_the_loaders_rows(demo):
     positions = sx.load_positions(demo, money="decimal")
     user = positions["user_id"].value_counts().index[0]
@@ -248,6 +251,7 @@ def test_report_filters_equal_hand_filtering_the_loaders_rows(demo):
     assert int(security.tables["event_types"]["events"].sum()) == len(theirs) > 0
 
 
+@pytest.mark.slow
 def test_filtered_reports_are_the_same_whatever_path_is_asked(backend, demo):
     user = sx.load_positions(demo)["user_id"].value_counts().index[0]
     asks = [{"pushdown": False}, {"pushdown": None}]
@@ -266,6 +270,7 @@ def test_filtered_reports_are_the_same_whatever_path_is_asked(backend, demo):
         assert len(texts) == 1, build.__name__
 
 
+@pytest.mark.slow
 def test_a_window_without_rows_says_so(demo, tmp_path):
     early = "2025-05-01"  # the demo's data starts in late July
     notes = {build.__name__: [n for n in build(demo, as_of=early).notes if n.startswith("No ")] for build in REPORTS}
@@ -284,6 +289,7 @@ def test_a_window_without_rows_says_so(demo, tmp_path):
     assert "execution: No orders in [2025-04-02, 2025-05-02): check as_of and the window" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_report_command_takes_filters(demo, tmp_path):
     import json
 
@@ -312,6 +318,7 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           env=env, cwd=cwd, timeout=600)
 
 
+@pytest.mark.slow
 def test_demo_on_a_database_seeded_earlier_reuses_its_date(tmp_path):
     first = cli("demo", "--as-of", "2025-10-28", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
@@ -328,6 +335,7 @@ def test_demo_on_a_database_seeded_earlier_reuses_its_date(tmp_path):
     assert "execution: No orders in [2025-05-03, 2025-06-02): check as_of and the window" in asked.stderr
 
 
+@pytest.mark.slow
 def test_notebook_02_opens_on_the_demo_data_without_environment_variables(tmp_path):
     import nbformat
     from nbclient import NotebookClient
