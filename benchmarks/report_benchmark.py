@@ -173,7 +173,7 @@ def markdown_table(results: list[Result]) -> str:
             f"| {row.backend} | {row.what} | {row.money} | {_s(ours)} | {_s(floor)} | {_x(ratio(ours, floor))} | "
             f"{_s(slow)} | {_x(ratio(slow, ours))} | {_mb(peak)} | {_mb(result.peak('floor'))} | "
             f"{_mb(frame_mb)}{' (input)' if row.is_report and frame_mb is not None else ''} | "
-            f"{_x(ratio(peak, frame_mb)) if not row.is_report else '-'} | "
+            f"{_x(ratio(peak, frame_mb)) if not row.is_report and (frame_mb or 0) >= 1 else '-'} | "
             f"{'-' if rows is None else f'{rows:,.0f}'} | {result.path()}{f' ERROR {error}' if error else ''} |")
     for backend in dict.fromkeys(r.row.backend for r in results):
         reports = [r for r in results if r.row.backend == backend and r.row.is_report]
