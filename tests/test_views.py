@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timezone
+import uuid
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import numpy as np
@@ -18,9 +19,10 @@ from sqlalchemy.orm import Session
 
 import shivx_analytics as sx
 from shivx_analytics import aggregates, metrics
-from shivx_analytics.aggregates import PushdownUnavailable
+from shivx_analytics.aggregates import PushdownUnavailable, views
 from shivx_analytics.metrics._common import MONEY_TOTAL, quantize
 from shivx_analytics.models import Position, PositionStatus
+from shivx_analytics.models.audit_chain import append_audit_entries
 
 pytestmark = pytest.mark.slow  # the whole file: docs/development.md, Testing
 
@@ -82,14 +84,91 @@ def test_views_are_as_fresh_as_their_last_refresh(backend, demo, engine):
         session.commit()
     direct = sx.pnl_report(engine, as_of=AS_OF, pushdown=False)
     stale = sx.pnl_report(engine, as_of=AS_OF, use_views=True)
-    assert stale.summary["realized_pnl"] == direct.summary["realized_pnl"]  # summary: from positions
-    assert not stale.exact_tables["daily"].equals(direct.exact_tables["daily"])  # daily: the view, not refreshed
+    assert stale.summary["realized_pnl"] == direct.summary["realized_pnl"]
+    # The view, not refreshed, is stale for the window: bypassed by push-down (issue 12: one report
+    # showed the stale view's daily table beside the positions' summary).
+    assert stale.parameters["path"] == "pushdown" and stale.parameters["stale_views"] == [
+        "mv_daily_trading_performance"]
+    pd.testing.assert_frame_equal(stale.exact_tables["daily"], direct.exact_tables["daily"], check_exact=True)
     result = subprocess.run([*CLI, "db", "refresh-views", "--url", demo], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert all(name in result.stdout for name in aggregates.VIEW_NAMES)
     fresh = sx.pnl_report(engine, as_of=AS_OF, use_views=True)
+    assert fresh.parameters["path"] == "views" and "stale_views" not in fresh.parameters
     pd.testing.assert_frame_equal(fresh.exact_tables["daily"], direct.exact_tables["daily"], check_exact=True)
+
+
+@POSTGRESQL_ONLY
+def test_stale_views_are_detected_and_bypassed_so_every_figure_agrees(backend, demo, engine):
+    """Issue 12: every figure of a report from one path. A row newer than the views' last refresh
+    makes them stale for the window; the reports then compute by push-down and say so."""
+    aggregates.refresh_views(engine)  # 1. refreshed: each view records how far its rows were written
+    with engine.connect() as connection:
+        assert all(views.refresh_record(connection, name) is not None for name in views.VIEW_NAMES)
+        assert not any(views.view_freshness(connection, name, "2025-07-01", "2025-10-29").stale
+                       for name in ("mv_daily_trading_performance", "mv_daily_api_key_usage"))
+    newer = datetime(2025, 10, 27, 23, 59, 30, tzinfo=timezone.utc)  # after every demo row, before as_of
+    with engine.begin() as connection:  # 2. a newer closed position and API request, plain inserts
+        user_id, key_id = connection.execute(sa.text("SELECT user_id, key_id FROM api_keys LIMIT 1")).one()
+        connection.execute(sa.insert(Position.__table__).values(
+            position_id=uuid.uuid4(), user_id=user_id, token="SOL", size=Decimal("3"), entry_price=Decimal("100"),
+            current_price=Decimal("101.00000001"), status="closed", strategy="Momentum Breakout",
+            extra_data={}, opened_at=newer - timedelta(hours=1), closed_at=newer))
+        append_audit_entries(connection, [{
+            "event_type": "api_request", "action": "GET", "success": True, "user_id": user_id,
+            "resource": "/api/v1/positions", "timestamp": newer,
+            "details": {"key_id": str(key_id), "status_code": 200}}])
+
+    # 3. the reports with views, and the pandas path over the same data
+    pnl = sx.pnl_report(engine, as_of=AS_OF, use_views=True, starting_capital="100000")
+    pnl_direct = sx.pnl_report(engine, as_of=AS_OF, pushdown=False, use_views=False, starting_capital="100000")
+    usage = sx.api_usage_report(engine, as_of=AS_OF, use_views=True)
+    usage_direct = sx.api_usage_report(engine, as_of=AS_OF, pushdown=False, use_views=False)
+
+    # 4. every figure agrees: the daily table sums to the summary's realized P&L, as on the pandas path
+    daily = pnl.exact_tables["daily"]["realized_pnl"]
+    assert quantize(sum(daily, Decimal(0))) == pnl.summary["realized_pnl"] == pnl_direct.summary["realized_pnl"]
+    with engine.connect() as connection:  # what the stale view alone shows: not the new position's 3.00000003
+        from_view = aggregates.daily_realized_pnl_from_view(connection, pnl.parameters["since"], pnl.parameters["until"])
+    assert pnl.summary["realized_pnl"] - quantize(sum(from_view, Decimal(0))) == Decimal("3.00000003")
+    assert pnl.summary == pnl_direct.summary
+    for name, table in pnl_direct.exact_tables.items():
+        pd.testing.assert_frame_equal(pnl.exact_tables[name], table, check_exact=True, obj=name)
+    per_key_day = usage.exact_tables["requests_per_key_per_day"]
+    assert int(per_key_day["requests"].sum()) == usage.summary["requests"] == usage_direct.summary["requests"]
+    assert_same_summary(usage_direct.summary, usage.summary)
+    for name, table in usage_direct.exact_tables.items():
+        pd.testing.assert_frame_equal(usage.exact_tables[name], table, check_exact=False, rtol=1e-12, obj=name)
+
+    # 5. each report says its view was stale and was bypassed
+    for report, view in ((pnl, "mv_daily_trading_performance"), (usage, "mv_daily_api_key_usage")):
+        assert report.parameters["path"] == "pushdown" and report.parameters["stale_views"] == [view]
+        stale_notes = [note for note in report.notes if note.startswith("Materialized views stale")]
+        assert len(stale_notes) == 1 and view in stale_notes[0] and "refresh-views" in stale_notes[0]
+        assert report.notes[:-1] == (pnl_direct if report is pnl else usage_direct).notes
+
+    # After a refresh the views are fresh again and read
+    aggregates.refresh_views(engine)
+    again = sx.pnl_report(engine, as_of=AS_OF, use_views=True, starting_capital="100000")
+    assert again.parameters["path"] == "views" and "stale_views" not in again.parameters
+    assert again.summary == pnl_direct.summary and again.notes == pnl_direct.notes
+
+
+@POSTGRESQL_ONLY
+def test_a_view_without_a_recorded_refresh_is_stale(backend, demo, engine):
+    with engine.begin() as connection:  # e.g. refreshed by hand, or its comment replaced
+        connection.exec_driver_sql("COMMENT ON MATERIALIZED VIEW mv_daily_trading_performance IS NULL")
+    report = sx.pnl_report(engine, as_of=AS_OF, use_views=True)
+    assert report.parameters["path"] == "pushdown"
+    assert "mv_daily_trading_performance has no recorded refresh" in report.notes[-1]
+    with engine.connect() as connection:  # a window of no whole day reads nothing from the view
+        assert not views.view_freshness(connection, "mv_daily_trading_performance", "2025-10-02T01:00:00Z",
+                                        "2025-10-02T23:00:00Z").stale
+        assert views.view_freshness(connection, "mv_daily_trading_performance", "2025-10-01", "2025-10-10").stale
+        assert not views.view_freshness(connection, "mv_daily_api_key_usage", "2025-10-01", "2025-10-10").stale
+        with pytest.raises(ValueError, match="no report reads 'mv_user_statistics' by window"):
+            views.view_freshness(connection, "mv_user_statistics", "2025-10-01", "2025-10-10")
 
 
 @POSTGRESQL_ONLY

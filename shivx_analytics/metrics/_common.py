@@ -14,9 +14,10 @@ Every metric module uses these; a formula or convention is defined here once.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation, localcontext
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -315,7 +316,7 @@ def counts(values: Iterable[int], index: pd.Index, name: str) -> pd.Series:
     return pd.Series(list(values), index=index, dtype="Int64", name=name)
 
 
-def typed_frame(rows: Sequence[tuple], dtypes: dict[str, str]) -> pd.DataFrame:
+def typed_frame(rows: Sequence[Sequence[Any]], dtypes: Mapping[str, Any]) -> pd.DataFrame:
     """A DataFrame from row tuples with one dtype per column (typed even when there are no rows)."""
     return pd.DataFrame({name: pd.Series([row[i] for row in rows], dtype=dtype)
                          for i, (name, dtype) in enumerate(dtypes.items())})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -126,7 +127,7 @@ def key_utilization(api_keys: pd.DataFrame, audit: pd.DataFrame) -> pd.DataFrame
         key: (int(total[key]), int(peak_rows["n"][key]), peak_rows["minute"][key]) for key in total.index})
 
 
-def key_utilization_table(api_keys: pd.DataFrame, peaks: Mapping[object, tuple[int, int, object]]) -> pd.DataFrame:
+def key_utilization_table(api_keys: pd.DataFrame, peaks: Mapping[Any, tuple[int, int, object]]) -> pd.DataFrame:
     """The key_utilization table from ``api_keys`` and, per api_key_id seen in requests, its
     (requests, peak requests in one UTC minute, that minute), however they were computed (loaded
     rows or PostgreSQL aggregates): one row per key of either, sorted by key_id."""
@@ -232,7 +233,7 @@ def _is_rate_limited(requests: pd.DataFrame) -> np.ndarray:
     return by_reason | by_status
 
 
-def _utilization(peak: int, rate_limit: object) -> float | None:
+def _utilization(peak: int, rate_limit: Any) -> float | None:
     if rate_limit is None or rate_limit is pd.NA or int(rate_limit) <= 0:
         return None
     return ratio(int(peak), int(rate_limit))

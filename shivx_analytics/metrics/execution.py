@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any, cast
 
 import pandas as pd
 
@@ -121,8 +122,9 @@ def slippage_by(orders: pd.DataFrame, by: str = "token") -> pd.DataFrame:
     rows = [(key, slippage_stats(group))
             for key, group in orders.groupby(by, observed=False, dropna=True, sort=True)]
     index = pd.Index([r[0] for r in rows], name=by, dtype=object)
-    if isinstance(orders[by].dtype, pd.CategoricalDtype):
-        index = pd.CategoricalIndex(index, categories=orders[by].dtype.categories, name=by)
+    dtype = orders[by].dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        index = pd.CategoricalIndex(index, categories=dtype.categories, name=by)
     return slippage_table([r[1] for r in rows], index)
 
 
@@ -202,4 +204,4 @@ def status_by_day(orders: pd.DataFrame, since: object = None, until: object = No
 
 
 def _sum_per_day(frame: pd.DataFrame, days: pd.DatetimeIndex) -> pd.Series:
-    return money_sum_by(frame, "day", "total_value").reindex(days, fill_value=ZERO)
+    return money_sum_by(frame, "day", "total_value").reindex(days, fill_value=cast(Any, ZERO))  # stubs: no Decimal fill

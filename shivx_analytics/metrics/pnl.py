@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -177,7 +179,7 @@ def daily_realized_pnl(positions: pd.DataFrame, since: object, until: object) ->
         "pnl": closed["pnl"],
     })
     sums = money_sum_by(frame, "day", "pnl")
-    return sums.reindex(days, fill_value=ZERO).rename("realized_pnl")
+    return sums.reindex(days, fill_value=cast(Any, ZERO)).rename("realized_pnl")  # stubs: no Decimal fill
 
 
 def equity_curve(daily: pd.Series, starting_capital: object = None) -> pd.Series:
@@ -202,7 +204,7 @@ def drawdown(daily: pd.Series, starting_capital: object = None) -> Drawdown:
     equity = decimals(equity_curve(daily, capital), "equity")
     peak = ZERO if capital is None else capital
     falls: list[Decimal] = []
-    falls_pct: list[float | None] = []
+    falls_pct: list[float] = []
     with localcontext() as ctx:
         ctx.prec = PRECISION
         for level in equity:
@@ -387,7 +389,7 @@ def monthly_heatmap(daily: pd.Series) -> pd.DataFrame:
     MONEY_TOTAL; <NA> for a month with no day in the series (edge months hold only their days).
     """
     months = pnl_by_period(daily, "M")
-    cells = {(day.year, day.month): value for day, value in months.items()}
+    cells = {(day.year, day.month): value for day, value in cast(Iterable[tuple[pd.Timestamp, Any]], months.items())}
     years = list(range(min(y for y, _ in cells), max(y for y, _ in cells) + 1)) if cells else []
     index = pd.Index(years, dtype="int64", name="year")
     return pd.DataFrame({
@@ -412,8 +414,8 @@ def drawdown_periods(daily: pd.Series, starting_capital: object = None, top: int
     days = pd.DatetimeIndex(daily.index)
     peak = ZERO if capital is None else capital
     peak_day = days[0] - DAY if len(days) else None
-    periods: list[dict[str, object]] = []
-    current: dict[str, object] | None = None
+    periods: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
     with localcontext() as ctx:
         ctx.prec = PRECISION
         for day, level in zip(days, equity):
@@ -611,7 +613,8 @@ def fifo_realized_pnl(orders: pd.DataFrame, *, since: object = None) -> FifoResu
     problems: list[dict[str, object]] = []
     with localcontext() as ctx:
         ctx.prec = PRECISION
-        for row in executed[list(_ORDER_COLUMNS)].itertuples(index=False):
+        rows: Iterable[Any] = executed[list(_ORDER_COLUMNS)].itertuples(index=False)
+        for row in rows:
             book = books.setdefault((row.user_id, row.token), _Book())
             counted = since is None or (not pd.isna(row.executed_at) and row.executed_at >= since)
             problem = book.apply(row, counted)
@@ -668,10 +671,11 @@ def pnl_summary(positions: pd.DataFrame, *, since: object, until: object,
     """Headline P&L figures for [since, until): money as Decimal, percentages x 100 (_pct),
     ratios as float, counts as int, absent None (docs/conventions.md).
 
-    realized_pnl / closed_positions: closed + liquidated with closed_at in the window;
-    unrealized_pnl / open_positions: still open, opened before until; total = realized +
-    unrealized; win_rate, profit_factor, expectancy: trade_stats(). From the daily series
-    (`daily`, e.g. summed in the database; daily_realized_pnl() of positions when None):
+    closed_positions: closed + liquidated with closed_at in the window; unrealized_pnl /
+    open_positions: still open, opened before until; total = realized + unrealized; win_rate,
+    profit_factor, expectancy: trade_stats(). From the daily series (`daily`, e.g. summed in the
+    database; daily_realized_pnl() of positions when None), so that the summary and the daily
+    table are one computation: realized_pnl, its sum;
     max_drawdown(_pct): drawdown(); return_pct, cagr_pct, volatility, volatility_pct, sharpe,
     sortino, calmar: their functions (365 periods; the ratios need MIN_DAYS_FOR_RATIOS days);
     best_day / worst_day, best_month / worst_month: largest / smallest daily and calendar-month
@@ -680,6 +684,7 @@ def pnl_summary(positions: pd.DataFrame, *, since: object, until: object,
     if daily is None:
         daily = daily_realized_pnl(positions, since, until)
     stats = trade_stats(positions, since=since, until=until)
+    realized = money_sum(daily)
     still_open = unrealized_positions(positions, until)
     unrealized = money_sum(still_open["pnl"])
     falls = drawdown(daily, starting_capital)
@@ -687,9 +692,9 @@ def pnl_summary(positions: pd.DataFrame, *, since: object, until: object,
     month_values = decimals(pnl_by_period(daily, "M"), "monthly")
     annual = cagr_pct(daily, starting_capital)
     return {
-        "realized_pnl": stats.realized_pnl,
+        "realized_pnl": realized,
         "unrealized_pnl": unrealized,
-        "total_pnl": money_sum([stats.realized_pnl, unrealized]),
+        "total_pnl": money_sum([realized, unrealized]),
         "closed_positions": stats.closed_positions,
         "open_positions": len(still_open),
         "win_rate": stats.win_rate,
@@ -770,7 +775,7 @@ class _Book:
         self.buys = 0
         self.sells = 0
 
-    def apply(self, row: object, counted: bool = True) -> dict[str, object] | None:
+    def apply(self, row: Any, counted: bool = True) -> dict[str, object] | None:
         """Apply one executed order; a sell's P&L goes to `realized` only when `counted`."""
         if pd.isna(row.executed_at) or pd.isna(row.amount_out) or pd.isna(row.amount_in):
             return _problem(row, "missing_execution_data")
@@ -816,7 +821,7 @@ class _Book:
 _PROBLEM_AMOUNTS = ("tokens_sold", "tokens_held", "tokens_unmatched", "proceeds_unmatched")
 
 
-def _problem(row: object, problem: str, **amounts: Decimal) -> dict[str, object]:
+def _problem(row: Any, problem: str, **amounts: Decimal) -> dict[str, object]:
     return {"order_id": row.order_id, "user_id": row.user_id, "token": row.token,
             "action": row.action, "executed_at": row.executed_at, "problem": problem, **amounts}
 

@@ -112,7 +112,7 @@ def success_after_failures(audit: pd.DataFrame, window: object = "10min",
         failed = group[is_false(group["success"])]
         fail_times = failed["timestamp"].to_numpy(dtype="datetime64[us]")
         for success in group[is_true(group["success"])].itertuples(index=False):
-            at = np.datetime64(success.timestamp.tz_convert("UTC").tz_localize(None), "us")
+            at: np.datetime64 = np.datetime64(success.timestamp.tz_convert("UTC").tz_localize(None), "us")
             first = np.searchsorted(fail_times, at - length.to_timedelta64(), side="left")
             last = np.searchsorted(fail_times, at, side="left")
             if last - first >= min_failures:

@@ -9,7 +9,15 @@
 
 Each report function takes a source (Engine, Connection, Session or URL; by default the analytics
 database, SHIVX_ANALYTICS_DATABASE_URL, else SHIVX_DATABASE_URL) and a window; reports
-read through the frames loaders and never write SQL.
+read through the frames loaders and the aggregates and never write SQL.
+
+Every report has one shape (_shape.py): typed inputs (a dataclass), filled by exactly one of two
+builders, ``load`` (the window's rows, loaded, computed with metrics) or ``compute`` (the same
+computed in the database with aggregates: push-down or the materialized views), then one
+assembly into the Report. The driver, ``_shape.run``, opens the source once for the whole
+report, chooses the path (aggregates.choose_path; filters force the pandas path), bypasses stale
+views, calls the builder, then the assembly. Adding a report means writing one inputs type, its
+two builders and its assembly (docs/development.md, "Adding a report").
 """
 
 from .api_usage import api_usage_report

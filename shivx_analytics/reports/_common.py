@@ -6,10 +6,10 @@ pushed down, and hand the frames to the metrics functions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from sqlalchemy.engine import URL, Connection, Engine
@@ -94,7 +94,7 @@ def filter_values(**filters: object) -> dict[str, object]:
         if value is None:
             continue
         many = isinstance(value, (list, tuple, set, frozenset, pd.Series, pd.Index))
-        values = [str(v) if name == "user_id" else v for v in (list(value) if many else [value])]
+        values = [str(v) if name == "user_id" else v for v in (list(cast(Iterable[object], value)) if many else [value])]
         recorded[name] = values if many else values[0]
     return recorded
 

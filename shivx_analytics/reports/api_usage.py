@@ -7,25 +7,25 @@ used, idle, no expiry) is judged as of as_of on the api_keys table as it is stor
 
 Two paths give the same report (parameters["path"] names the one taken): "pandas" loads the
 window's requests and hands them to the metrics; "pushdown" has PostgreSQL aggregate them
-(shivx_analytics.aggregates.audit) and loads no audit row. API keys are few: both load them.
-A filtered report takes the pandas path.
+(shivx_analytics.aggregates.audit) and loads no audit row; "views" reads the requests per key
+per day from mv_daily_api_key_usage (a stale view is bypassed by push-down and the report says
+so). API keys are few: both load them. A filtered report takes the pandas path.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy.engine import Connection
 
 from shivx_analytics import aggregates, metrics, plots
 from shivx_analytics.frames import load_api_keys, load_audit_logs
 from shivx_analytics.metrics._common import day_index
 
-from ._common import (
-    base_parameters, empty_window_note, filter_values, filtered_path_note, opened, report_window, usernames,
-)
+from ._common import empty_window_note, filter_values, filtered_path_note, report_window
+from ._shape import Context, ReportShape, run
 from .base import Report
 
 NEAR_LIMIT = 0.8  # utilisation at or above which a key is "near its limit"
@@ -61,23 +61,72 @@ def api_usage_report(source: Any = None, *, since: object = None, until: object 
     pushed down), None follows Settings.use_views; PostgreSQL only. A filtered report is
     computed from the loaded requests."""
     window = report_window(since, until, as_of)
-    since_ts, until_ts, as_of_ts = window.since, window.until, window.as_of
     filters = filter_values(user_id=user_id)
-    with opened(source) as handle, aggregates.read_connection(handle) as connection:
-        names = usernames(handle)
-        path = "pandas" if filters else aggregates.choose_path(
-            connection, pushdown=pushdown, use_views=use_views,
-            window_rows=aggregates.api_request_rows(since_ts, until_ts), views=True)
-        keys = load_api_keys(handle, user_id=user_id)
-        if path == "pushdown":
-            per_key_day = aggregates.requests_per_key_per_day(connection, since_ts, until_ts)
-            usage = _pushdown_usage(connection, keys, since_ts, until_ts, as_of_ts, per_key_day)
-        elif path == "views":
-            per_key_day = aggregates.requests_per_key_per_day_from_view(connection, since_ts, until_ts)
-            usage = _pushdown_usage(connection, keys, since_ts, until_ts, as_of_ts, per_key_day)
-        else:
-            usage = _pandas_usage(handle, keys, since_ts, until_ts, as_of_ts, user_id)
+    shape: ReportShape[pd.DataFrame, ApiUsageInputs] = ReportShape(
+        load=partial(_load, user_id=user_id), compute=_compute, assemble=_assemble,
+        window_rows=aggregates.api_request_rows, views=("mv_daily_api_key_usage",),
+        shared=partial(_keys, user_id=user_id))
+    return run(shape, source, window, filters, pushdown=pushdown, use_views=use_views)
 
+
+@dataclass(frozen=True, eq=False)
+class ApiUsageInputs:
+    """The API usage report's inputs: the keys (both paths load them) and what the report
+    computes from the window's requests (from the loaded requests, or in PostgreSQL)."""
+
+    keys: pd.DataFrame
+    summary: dict[str, Any]
+    outcomes: metrics.RequestOutcomes
+    per_key_day: pd.DataFrame
+    utilization: pd.DataFrame
+    endpoints: pd.DataFrame
+    near_limit: pd.DataFrame
+
+
+def _keys(context: Context, *, user_id: Any) -> tuple[pd.DataFrame, Context]:
+    """The API keys, which both paths read (they are few)."""
+    return load_api_keys(context.rows, user_id=user_id), context
+
+
+def _load(context: Context, keys: pd.DataFrame, *, user_id: Any) -> ApiUsageInputs:
+    """The pandas path: the window's requests, loaded, handed to the metrics."""
+    since, until, as_of = context.since, context.until, context.as_of
+    audit = cast(pd.DataFrame, load_audit_logs(context.rows, since=since, until=until, event_type="api_request", user_id=user_id,
+                            columns=REQUEST_COLUMNS))
+    return ApiUsageInputs(
+        keys=keys,
+        summary=metrics.api_usage_summary(keys, audit, as_of=as_of, threshold=NEAR_LIMIT, idle_days=IDLE_DAYS),
+        outcomes=metrics.request_outcomes(audit),
+        per_key_day=metrics.requests_per_key_per_day(audit, since, until),
+        utilization=metrics.key_utilization(keys, audit),
+        endpoints=metrics.top_endpoints(audit, TOP_ENDPOINTS),
+        near_limit=metrics.keys_near_limit(keys, audit, NEAR_LIMIT),
+    )
+
+
+def _compute(context: Context, keys: pd.DataFrame) -> ApiUsageInputs:
+    """The in-database path: the same figures aggregated in PostgreSQL (no audit row is loaded),
+    around the requests per key per day summed there or read from mv_daily_api_key_usage."""
+    connection, since, until = context.sql, context.since, context.until
+    per_key_day = (aggregates.requests_per_key_per_day_from_view if context.path == "views"
+                   else aggregates.requests_per_key_per_day)(connection, since, until)
+    outcomes = aggregates.request_outcomes(connection, since, until, per_key_day=per_key_day)
+    utilization = aggregates.key_utilization(connection, since, until, keys)
+    return ApiUsageInputs(
+        keys=keys,
+        summary=aggregates.api_usage_summary(connection, since, until, keys, as_of=context.as_of,
+                                             threshold=NEAR_LIMIT, idle_days=IDLE_DAYS, outcomes=outcomes,
+                                             utilization=utilization),
+        outcomes=outcomes,
+        per_key_day=per_key_day,
+        utilization=utilization,
+        endpoints=aggregates.top_endpoints(connection, since, until, TOP_ENDPOINTS),
+        near_limit=aggregates.keys_near_limit(connection, since, until, keys, NEAR_LIMIT, utilization=utilization),
+    )
+
+
+def _assemble(usage: ApiUsageInputs, context: Context) -> Report:
+    since_ts, until_ts, keys = context.since, context.until, usage.keys
     summary = usage.summary | {"error_share": usage.outcomes.error_share,
                                "rate_limited_share": usage.outcomes.rate_limited_share}
     per_key_day, utilization, endpoints = usage.per_key_day, usage.utilization, usage.endpoints
@@ -86,7 +135,7 @@ def api_usage_report(source: Any = None, *, since: object = None, until: object 
         "top_endpoints": endpoints,
         "utilization": utilization,
         "keys_near_limit": usage.near_limit,
-        "hygiene": metrics.key_hygiene(keys, as_of_ts, IDLE_DAYS),
+        "hygiene": metrics.key_hygiene(keys, context.as_of, IDLE_DAYS),
         "keys_per_user": metrics.keys_per_user(keys),
     }
     figures = {
@@ -101,62 +150,17 @@ def api_usage_report(source: Any = None, *, since: object = None, until: object 
             usd=False),
     }
     notes = list(NOTES)
-    if filters:
-        notes.append(filtered_path_note(filters))
+    if context.filters:
+        notes.append(filtered_path_note(context.filters))
     if not summary["requests"]:
-        notes.append(empty_window_note("API requests", since_ts, until_ts, filters))
-    return Report(name="api_usage", title="API usage report", summary=summary, tables=tables,
-                  figures=figures, parameters={
-                      **base_parameters(source, since_ts, until_ts, as_of_ts, filters),
-                      "near_limit_threshold": NEAR_LIMIT, "idle_days": IDLE_DAYS, "path": path},
-                  notes=notes, usernames=names)
+        notes.append(empty_window_note("API requests", since_ts, until_ts, context.filters))
+    notes += context.path_notes()
+    return Report(name="api_usage", title="API usage report", summary=summary, tables=tables, figures=figures,
+                  parameters=context.parameters(near_limit_threshold=NEAR_LIMIT, idle_days=IDLE_DAYS),
+                  notes=notes, usernames=context.usernames)
 
 
-@dataclass(frozen=True)
-class _WindowUsage:
-    """What the report computes from the window's requests (either path)."""
-
-    summary: dict[str, Any]
-    outcomes: metrics.RequestOutcomes
-    per_key_day: pd.DataFrame
-    utilization: pd.DataFrame
-    endpoints: pd.DataFrame
-    near_limit: pd.DataFrame
-
-
-def _pandas_usage(source: Any, keys: pd.DataFrame, since: pd.Timestamp, until: pd.Timestamp,
-                  as_of: pd.Timestamp, user_id: Any = None) -> _WindowUsage:
-    """The window's figures from its loaded requests (metrics)."""
-    audit = load_audit_logs(source, since=since, until=until, event_type="api_request", user_id=user_id,
-                            columns=REQUEST_COLUMNS)
-    return _WindowUsage(
-        summary=metrics.api_usage_summary(keys, audit, as_of=as_of, threshold=NEAR_LIMIT, idle_days=IDLE_DAYS),
-        outcomes=metrics.request_outcomes(audit),
-        per_key_day=metrics.requests_per_key_per_day(audit, since, until),
-        utilization=metrics.key_utilization(keys, audit),
-        endpoints=metrics.top_endpoints(audit, TOP_ENDPOINTS),
-        near_limit=metrics.keys_near_limit(keys, audit, NEAR_LIMIT),
-    )
-
-
-def _pushdown_usage(connection: Connection, keys: pd.DataFrame, since: pd.Timestamp, until: pd.Timestamp,
-                    as_of: pd.Timestamp, per_key_day: pd.DataFrame) -> _WindowUsage:
-    """The same figures aggregated in PostgreSQL (no audit row is loaded), around the requests
-    per key per day the caller got (from requests_per_key_per_day, or any source of that table)."""
-    outcomes = aggregates.request_outcomes(connection, since, until, per_key_day=per_key_day)
-    utilization = aggregates.key_utilization(connection, since, until, keys)
-    return _WindowUsage(
-        summary=aggregates.api_usage_summary(connection, since, until, keys, as_of=as_of, threshold=NEAR_LIMIT,
-                                             idle_days=IDLE_DAYS, outcomes=outcomes, utilization=utilization),
-        outcomes=outcomes,
-        per_key_day=per_key_day,
-        utilization=utilization,
-        endpoints=aggregates.top_endpoints(connection, since, until, TOP_ENDPOINTS),
-        near_limit=aggregates.keys_near_limit(connection, since, until, keys, NEAR_LIMIT, utilization=utilization),
-    )
-
-
-def _key_label(key_id: object, name: object) -> str:
+def _key_label(key_id: object, name: Any) -> str:
     short = str(key_id)[:8]
     return short if name is None or pd.isna(name) else f"{name} ({short})"
 

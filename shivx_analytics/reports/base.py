@@ -221,7 +221,7 @@ def pandas_friendly(table: pd.DataFrame) -> pd.DataFrame:
     frame = table.copy()
     for position in range(table.shape[1]):
         if _is_decimal_column(table.iloc[:, position]):
-            frame.isetitem(position, _to_float(table.iloc[:, position]))
+            frame.isetitem(position, _to_float(table.iloc[:, position]))  # type: ignore[arg-type]  # stubs omit Series
     if not isinstance(frame.index, pd.MultiIndex) and _is_decimal_column(frame.index.to_series()):
         frame.index = pd.Index(_to_float(frame.index.to_series()).to_numpy(), name=frame.index.name)
     return frame

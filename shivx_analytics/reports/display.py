@@ -259,7 +259,7 @@ def format_value(value: Any, key: object = None, *, kind: str | None = None) -> 
             return Cell(duration(float(value)), f"{int(value)} s", numeric=True)
         if kind == "ordinal":
             return Cell(str(int(value)), numeric=True)
-        return Cell(f"{int(value):,}", numeric=True, negative=value < 0)
+        return Cell(f"{int(value):,}", numeric=True, negative=bool(value < 0))
     if isinstance(value, (float, np.floating)):
         value = float(value)
         if math.isinf(value):

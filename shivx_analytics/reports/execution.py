@@ -11,22 +11,21 @@ row is loaded; the histograms are drawn from bin counts). parameters["path"] rec
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, cast
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from shivx_analytics import metrics, plots
-from shivx_analytics.aggregates import (
-    by_status_table, choose_path, execution_aggregates, orders_window, read_connection,
-)
+from shivx_analytics.aggregates import Histogram, by_status_table, execution_aggregates, orders_window
 from shivx_analytics.frames import load_orders
-from shivx_analytics.metrics._common import equals, float_or_none, money_sum
+from shivx_analytics.metrics._common import Distribution, equals, float_or_none, money_sum
 from shivx_analytics.metrics.execution import STATUSES
 
-from ._common import (
-    base_parameters, empty_window_note, filter_values, filtered_path_note, label_missing, opened,
-    report_window, stats_table, usernames,
-)
+from ._common import empty_window_note, filter_values, filtered_path_note, label_missing, report_window, stats_table
+from ._shape import Context, ReportShape, run
 from .base import Report
 
 NOTES = [
@@ -58,24 +57,58 @@ def execution_report(source: Any = None, *, since: object = None, until: object 
     which ran ("pandas" or "pushdown"); a filtered report is computed from the loaded orders.
     """
     window = report_window(since, until, as_of)
-    since_ts, until_ts, as_of_ts = window.since, window.until, window.as_of
     filters = filter_values(user_id=user_id, token=token)
-    with opened(source) as readable:
-        names = usernames(readable)
-        path = "pandas"
-        if not filters:
-            with read_connection(readable) as connection:
-                path = choose_path(connection, pushdown=pushdown, use_views=False,
-                                   window_rows=orders_window(since_ts, until_ts), views=False)
-                if path == "pushdown":
-                    found = execution_aggregates(connection, since_ts, until_ts)
-        if path == "pandas":
-            orders = load_orders(readable, since=since_ts, until=until_ts, user_id=user_id, token=token,
-                                 money="decimal")
+    shape: ReportShape[None, ExecutionInputs] = ReportShape(
+        load=partial(_load, user_id=user_id, token=token), compute=_compute, assemble=_assemble,
+        window_rows=orders_window)
+    return run(shape, source, window, filters, pushdown=pushdown)
 
-    if path == "pushdown":
-        summary, latency, tolerance = found.summary, found.latency, found.slippage_tolerance_median
-        tables = {
+
+@dataclass(frozen=True, eq=False)
+class ExecutionInputs:
+    """The execution report's inputs, from the loaded orders or computed in PostgreSQL: the
+    summary, latency and median tolerance, the tables, and the two histograms' data (the values,
+    or their bins counted in the database)."""
+
+    summary: dict[str, Any]
+    latency: Distribution
+    tolerance: float | None
+    tables: dict[str, pd.DataFrame]
+    slippage: pd.Series | Histogram
+    latency_seconds: pd.Series | Histogram
+
+
+def _load(context: Context, shared: None, *, user_id: Any, token: Any) -> ExecutionInputs:
+    """The pandas path: the window's orders, loaded, handed to the metrics."""
+    orders = cast(pd.DataFrame, load_orders(context.rows, since=context.since, until=context.until, user_id=user_id, token=token,
+                         money="decimal"))
+    executed = orders[equals(orders["status"], "executed")]
+    return ExecutionInputs(
+        summary=metrics.execution_summary(orders),
+        latency=metrics.latency_stats(orders),
+        tolerance=float_or_none(executed["slippage_bps"].astype("Float64").median()),
+        tables={
+            "by_status": _by_status(orders),
+            "slippage_by_token": metrics.slippage_by(orders, "token"),
+            "slippage_by_order_type": metrics.slippage_by(orders, "order_type"),
+            "slippage_by_action": metrics.slippage_by(orders, "action"),
+            "failure_reasons": metrics.failure_reasons(orders),
+            "daily_notional": metrics.daily_notional_by_action(orders, context.since, context.until),
+            "status_by_day": metrics.status_by_day(orders, context.since, context.until),
+        },
+        slippage=executed["slippage_actual"],
+        latency_seconds=metrics.latency_seconds(orders),
+    )
+
+
+def _compute(context: Context, shared: None) -> ExecutionInputs:
+    """The push-down path: the same aggregates computed in PostgreSQL (no order row is loaded)."""
+    found = execution_aggregates(context.sql, context.since, context.until)
+    return ExecutionInputs(
+        summary=found.summary,
+        latency=found.latency,
+        tolerance=found.slippage_tolerance_median,
+        tables={
             "by_status": found.by_status,
             "slippage_by_token": found.slippage_by_token,
             "slippage_by_order_type": found.slippage_by_order_type,
@@ -83,26 +116,15 @@ def execution_report(source: Any = None, *, since: object = None, until: object 
             "failure_reasons": found.failure_reasons,
             "daily_notional": found.daily_notional,
             "status_by_day": found.status_by_day,
-        }
-        slippage_histogram = plots.histogram_counts(*found.slippage_histogram, **SLIPPAGE_HISTOGRAM,
-                                                    **_tolerance_marker(tolerance))
-        latency_histogram = plots.histogram_counts(*found.latency_histogram, **LATENCY_HISTOGRAM)
-    else:
-        executed = orders[equals(orders["status"], "executed")]
-        summary, latency = metrics.execution_summary(orders), metrics.latency_stats(orders)
-        tolerance = float_or_none(executed["slippage_bps"].astype("Float64").median())
-        tables = {
-            "by_status": _by_status(orders),
-            "slippage_by_token": metrics.slippage_by(orders, "token"),
-            "slippage_by_order_type": metrics.slippage_by(orders, "order_type"),
-            "slippage_by_action": metrics.slippage_by(orders, "action"),
-            "failure_reasons": metrics.failure_reasons(orders),
-            "daily_notional": metrics.daily_notional_by_action(orders, since_ts, until_ts),
-            "status_by_day": metrics.status_by_day(orders, since_ts, until_ts),
-        }
-        slippage_histogram = plots.histogram(executed["slippage_actual"], **SLIPPAGE_HISTOGRAM,
-                                             **_tolerance_marker(tolerance))
-        latency_histogram = plots.histogram(metrics.latency_seconds(orders), **LATENCY_HISTOGRAM)
+        },
+        slippage=found.slippage_histogram,
+        latency_seconds=found.latency_histogram,
+    )
+
+
+def _assemble(inputs: ExecutionInputs, context: Context) -> Report:
+    summary, latency = inputs.summary, inputs.latency
+    tables = dict(inputs.tables)
     tables["latency"] = stats_table([("count", latency.count), ("mean", latency.mean),
                                      ("median", latency.median), ("p95", latency.p95), ("max", latency.max)],
                                     ["count", "seconds", "seconds", "seconds", "seconds"])
@@ -110,7 +132,8 @@ def execution_report(source: Any = None, *, since: object = None, until: object 
     mean_by_token = tables["slippage_by_token"]["slippage_bps_mean"].dropna()
     mean_by_token = mean_by_token.reindex(mean_by_token.abs().sort_values(ascending=False).index[:TOP_TOKENS])
     figures = {
-        "slippage_histogram": slippage_histogram,
+        "slippage_histogram": _histogram(inputs.slippage, **SLIPPAGE_HISTOGRAM,
+                                         **_tolerance_marker(inputs.tolerance)),
         "slippage_by_token": plots.horizontal_bars(
             pd.Series(mean_by_token.to_numpy(dtype="float64"), index=label_missing(mean_by_token.index)),
             title="Mean realized slippage by token (executed orders)",
@@ -122,16 +145,22 @@ def execution_report(source: Any = None, *, since: object = None, until: object 
         "status_over_time": plots.stacked_daily(
             tables["status_by_day"], title="Orders created per day by status", ylabel="Orders",
             colors=["#9a9a9a", plots.GAIN, plots.LOSS, "#e0a030"]),
-        "latency_histogram": latency_histogram,
+        "latency_histogram": _histogram(inputs.latency_seconds, **LATENCY_HISTOGRAM),
     }
-    parameters = {**base_parameters(source, since_ts, until_ts, as_of_ts, filters), "path": path}
     notes = list(NOTES)
-    if filters:
-        notes.append(filtered_path_note(filters))
+    if context.filters:
+        notes.append(filtered_path_note(context.filters))
     if not summary["orders"]:
-        notes.append(empty_window_note("orders", since_ts, until_ts, filters))
-    return Report(name="execution", title="Order execution report", summary=summary,
-                  tables=tables, figures=figures, parameters=parameters, notes=notes, usernames=names)
+        notes.append(empty_window_note("orders", context.since, context.until, context.filters))
+    return Report(name="execution", title="Order execution report", summary=summary, tables=tables,
+                  figures=figures, parameters=context.parameters(), notes=notes, usernames=context.usernames)
+
+
+def _histogram(data: pd.Series | Histogram, **labels: Any) -> Figure:
+    """A histogram of the values, or of the bins the database counted (the same figure)."""
+    if isinstance(data, Histogram):
+        return plots.histogram_counts(*data, **labels)
+    return plots.histogram(data, **labels)
 
 
 def _tolerance_marker(tolerance: float | None) -> dict[str, Any]:

@@ -13,8 +13,10 @@ strategy's positions, with ``strategy``); a filtered report takes the pandas pat
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import pandas as pd
 
@@ -24,9 +26,9 @@ from shivx_analytics.domain.window import check_window
 from shivx_analytics.metrics._common import in_window, to_decimal
 
 from ._common import (
-    base_parameters, empty_window_note, filter_values, filtered_path_note, label_missing, opened,
-    report_window, stats_table, usernames,
+    ReportWindow, empty_window_note, filter_values, filtered_path_note, label_missing, report_window, stats_table,
 )
+from ._shape import Context, ReportShape, run
 from .base import Report
 
 NOTES = [
@@ -68,44 +70,80 @@ def pnl_report(source: Any = None, *, since: object = None, until: object = None
 
     ``user_id``, ``strategy``, ``token``: one value or a list each, as load_positions takes
     them; the FIFO ledger keeps the executed orders of those users and tokens (and, with
-    ``strategy``, of the strategy's positions)."""
+    ``strategy``, of the strategy's positions).
+
+    The daily series (and every figure drawn from it, the summary's realized_pnl included) comes
+    from the loaded positions ("pandas"), PostgreSQL ("pushdown") or the materialized view
+    mv_daily_trading_performance ("views"; a stale view is bypassed by push-down and the report
+    says so); the per-position figures from the positions, loaded on every path."""
     window = report_window(since, until, as_of, lookback=None)
-    as_of_ts, since_arg, load_until = window.as_of, window.since, window.until
     capital = _starting_capital(starting_capital)
     filters = filter_values(user_id=user_id, strategy=strategy, token=token)
+    shape: ReportShape[_Ledger, PnlInputs] = ReportShape(
+        load=_load, compute=_compute, assemble=partial(_assemble, capital=capital),
+        window_rows=aggregates.closed_positions_rows, views=("mv_daily_trading_performance",),
+        shared=partial(_ledger, user_id=user_id, strategy=strategy, token=token))
+    return run(shape, source, window, filters, pushdown=pushdown, use_views=use_views)
+
+
+@dataclass(frozen=True, eq=False)
+class _Ledger:
+    """What both paths read: the positions alive in the window and the executed orders of the
+    FIFO ledger (docs/conventions.md)."""
+
+    positions: pd.DataFrame
+    orders: pd.DataFrame
+
+
+@dataclass(frozen=True, eq=False)
+class PnlInputs:
+    """The P&L report's inputs: the positions and the ledger's orders (both paths load them) and
+    the daily realized P&L series, computed by one path."""
+
+    positions: pd.DataFrame
+    orders: pd.DataFrame
+    daily: pd.Series
+
+
+def _ledger(context: Context, *, user_id: Any, strategy: Any, token: Any) -> tuple[_Ledger, Context]:
+    """The positions and orders both paths read, and the window they settle (since defaults to
+    the UTC day of the first opened_at)."""
     chosen = {"user_id": user_id, "strategy": strategy, "token": token}
-    with opened(source) as connection:
-        names = usernames(connection)
-        # Alive in the window: opened before until, still open at since or later (all of them
-        # when since defaults to the first opened_at).
-        positions = load_positions(connection, since=since_arg, until=load_until, **chosen, money="decimal")
-        # The ledger needs every lot bought before the window: executed orders created before until.
-        orders = load_orders(connection, status="executed", until=load_until, user_id=user_id, token=token,
-                             columns=LEDGER_COLUMNS + (["position_id"] if strategy is not None else []),
-                             money="decimal")
-        if strategy is not None:  # orders carry no strategy: those of the strategy's positions
-            owned = positions if since_arg is None else load_positions(
-                connection, until=load_until, **chosen, columns=["position_id"], money="decimal")
-            orders = orders[orders["position_id"].isin(owned["position_id"]).to_numpy(dtype=bool)]
-            orders = orders[LEDGER_COLUMNS].reset_index(drop=True)
+    since_arg, load_until = context.window.since, context.until
+    # Alive in the window: opened before until, still open at since or later (all of them when
+    # since defaults to the first opened_at).
+    positions = cast(pd.DataFrame, load_positions(context.rows, since=since_arg, until=load_until, **chosen, money="decimal"))
+    # The ledger needs every lot bought before the window: executed orders created before until.
+    orders = cast(pd.DataFrame, load_orders(context.rows, status="executed", until=load_until, user_id=user_id, token=token,
+                         columns=LEDGER_COLUMNS + (["position_id"] if strategy is not None else []),
+                         money="decimal"))
+    if strategy is not None:  # orders carry no strategy: those of the strategy's positions
+        owned = positions if since_arg is None else cast(pd.DataFrame, load_positions(
+            context.rows, until=load_until, **chosen, columns=["position_id"], money="decimal"))
+        orders = orders[orders["position_id"].isin(owned["position_id"]).to_numpy(dtype=bool)]
+        orders = orders[LEDGER_COLUMNS].reset_index(drop=True)
+    found = metrics.pnl_window(positions, since=since_arg, until=load_until, as_of=context.as_of)
+    check_window(found.since, found.until)
+    settled = ReportWindow(found.since, found.until, context.as_of)
+    return _Ledger(positions, orders), dataclasses.replace(context, window=settled)
 
-        window = metrics.pnl_window(positions, since=since_arg, until=load_until, as_of=as_of_ts)
-        check_window(window.since, window.until)
-        since_ts, until_ts = window.since, window.until
-        # The daily series: from the loaded positions, or summed in PostgreSQL (push-down), or
-        # read from the materialized view mv_daily_trading_performance.
-        path = "pandas"
-        if not filters:
-            with aggregates.read_connection(connection) as sql:
-                path = aggregates.choose_path(sql, pushdown=pushdown, use_views=use_views, views=True,
-                                              window_rows=aggregates.closed_positions_rows(since_ts, until_ts))
-                if path == "pushdown":
-                    daily = aggregates.daily_realized_pnl(sql, since_ts, until_ts)
-                elif path == "views":
-                    daily = aggregates.daily_realized_pnl_from_view(sql, since_ts, until_ts)
 
-    if path == "pandas":
-        daily = metrics.daily_realized_pnl(positions, since_ts, until_ts)
+def _load(context: Context, ledger: _Ledger) -> PnlInputs:
+    """The pandas path: the daily series from the loaded positions."""
+    daily = metrics.daily_realized_pnl(ledger.positions, context.since, context.until)
+    return PnlInputs(ledger.positions, ledger.orders, daily)
+
+
+def _compute(context: Context, ledger: _Ledger) -> PnlInputs:
+    """The in-database path: the daily series summed in PostgreSQL, or read from the view."""
+    from_database = (aggregates.daily_realized_pnl_from_view if context.path == "views"
+                     else aggregates.daily_realized_pnl)
+    return PnlInputs(ledger.positions, ledger.orders, from_database(context.sql, context.since, context.until))
+
+
+def _assemble(inputs: PnlInputs, context: Context, *, capital: Decimal | None) -> Report:
+    positions, orders, daily = inputs.positions, inputs.orders, inputs.daily
+    since_ts, until_ts = context.since, context.until
     stats = metrics.trade_stats(positions, since=since_ts, until=until_ts)
     falls = metrics.drawdown(daily, capital)
     equity = metrics.equity_curve(daily, capital)
@@ -177,6 +215,7 @@ def pnl_report(source: Any = None, *, since: object = None, until: object = None
             metrics.cumulative_pnl_by(positions, "strategy", since=since_ts, until=until_ts), "strategy"),
     }
 
+    filters = context.filters
     notes = list(NOTES) + metrics.ratio_notes(daily, capital)
     if filters:
         notes.append(filtered_path_note(filters))
@@ -185,11 +224,10 @@ def pnl_report(source: Any = None, *, since: object = None, until: object = None
     if len(fifo.problems):
         notes.append(f"The order ledger has {len(fifo.problems)} problem order(s) (see "
                      "fifo_problems): e.g. a sell larger than the holdings.")
-    parameters = base_parameters(source, since_ts, until_ts, as_of_ts, filters)
-    parameters["starting_capital"] = capital
-    parameters["path"] = path
-    return Report(name="pnl", title="P&L report", summary=summary, tables=tables,
-                  figures=figures, parameters=parameters, notes=notes, usernames=names)
+    notes += context.path_notes()
+    return Report(name="pnl", title="P&L report", summary=summary, tables=tables, figures=figures,
+                  parameters=context.parameters(starting_capital=capital), notes=notes,
+                  usernames=context.usernames)
 
 
 def _starting_capital(value: object) -> Decimal | None:
@@ -224,7 +262,7 @@ def _equity_figure(equity: pd.Series, falls: metrics.Drawdown, capital: Decimal 
             title="Cumulative realized P&L and drawdown (no starting capital given)",
             equity_label="Cumulative realized P&L (USD)")
     return plots.equity_and_drawdown(
-        equity, falls.drawdown_pct, drawdown_unit="%",
+        equity, cast(pd.Series, falls.drawdown_pct), drawdown_unit="%",
         title=f"Equity (starting capital {capital:,.2f} USD + realized P&L) and drawdown")
 
 
@@ -232,7 +270,7 @@ def _underwater_figure(falls: metrics.Drawdown, capital: Decimal | None):
     if capital is None:
         return plots.underwater(falls.drawdown, unit="USD",
                                 title="Underwater: drawdown in USD (no starting capital given, so no %)")
-    return plots.underwater(falls.drawdown_pct, unit="%",
+    return plots.underwater(cast(pd.Series, falls.drawdown_pct), unit="%",
                             title="Underwater: equity / running peak - 1 (%)")
 
 

@@ -15,19 +15,17 @@ pandas path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy.engine import Connection
 
 from shivx_analytics import aggregates, metrics, plots
 from shivx_analytics.audit_chain import ChainVerification, verify_audit_chain
 from shivx_analytics.frames import load_audit_logs, load_users
 
-from ._common import (
-    base_parameters, empty_window_note, filter_values, filtered_path_note, label_missing, opened,
-    report_window, usernames,
-)
+from ._common import empty_window_note, filter_values, filtered_path_note, label_missing, report_window
+from ._shape import Context, ReportShape, run
 from .base import Report
 
 MIN_FAILURES = 10  # brute-force suspect: at least this many failed logins from one IP ...
@@ -68,20 +66,92 @@ def security_report(source: Any = None, *, since: object = None, until: object =
     least Settings.pushdown_min_rows events in the window). A filtered report is computed from
     the loaded events; the hash chain is verified over the whole log either way."""
     window = report_window(since, until, as_of)
-    since_ts, until_ts, as_of_ts = window.since, window.until, window.as_of
     filters = filter_values(user_id=user_id)
-    with opened(source) as handle, aggregates.read_connection(handle) as connection:
-        names = usernames(handle)
-        path = "pandas" if filters else aggregates.choose_path(
-            connection, pushdown=pushdown, use_views=False,
-            window_rows=aggregates.security_rows(since_ts, until_ts), views=False)
-        users = load_users(handle, user_id=user_id)
-        if path == "pushdown":
-            measured = _pushdown_figures(connection, users, since_ts, until_ts, as_of_ts)
-        else:
-            measured = _pandas_figures(handle, users, since_ts, until_ts, as_of_ts, user_id)
-        chain = verify_audit_chain(handle) if verify_chain else None
+    shape: ReportShape[_Shared, SecurityInputs] = ReportShape(
+        load=partial(_load, user_id=user_id), compute=_compute, assemble=_assemble,
+        window_rows=aggregates.security_rows, shared=partial(_shared, user_id=user_id, verify_chain=verify_chain))
+    return run(shape, source, window, filters, pushdown=pushdown)
 
+
+@dataclass(frozen=True, eq=False)
+class _Shared:
+    """What both paths read: the users and the hash chain's verification (None: not verified)."""
+
+    users: pd.DataFrame
+    chain: ChainVerification | None
+
+
+@dataclass(frozen=True, eq=False)
+class SecurityInputs:
+    """The security report's inputs: the users and the chain's verification (both paths read
+    them) and what the report computes from the window's audit events (from the loaded rows, or
+    in PostgreSQL)."""
+
+    users: pd.DataFrame
+    chain: ChainVerification | None
+    summary: dict[str, Any]
+    per_day: pd.Series
+    by_ip: pd.DataFrame
+    by_user: pd.DataFrame
+    lockouts: pd.DataFrame
+    suspects: pd.DataFrame
+    success_after_failures: pd.DataFrame
+    heatmap: pd.DataFrame
+    event_types: pd.DataFrame
+
+
+def _shared(context: Context, *, user_id: Any, verify_chain: bool) -> tuple[_Shared, Context]:
+    """The users, and the hash chain verified over the whole log whatever the window."""
+    users = load_users(context.rows, user_id=user_id)
+    chain = verify_audit_chain(context.rows) if verify_chain else None
+    return _Shared(users, chain), context
+
+
+def _load(context: Context, shared: _Shared, *, user_id: Any) -> SecurityInputs:
+    """The pandas path: the window's audit rows, loaded, handed to the metrics."""
+    since, until, users = context.since, context.until, shared.users
+    # Logins, lockouts and access denials in full; every event, two columns, for the breakdown.
+    audit = cast(pd.DataFrame, load_audit_logs(context.rows, since=since, until=until, event_type=EVENT_TYPES, user_id=user_id,
+                            columns=EVENT_COLUMNS))
+    kinds = cast(pd.DataFrame, load_audit_logs(context.rows, since=since, until=until, user_id=user_id,
+                            columns=["event_type", "success"]))
+    return SecurityInputs(
+        users=users,
+        chain=shared.chain,
+        summary=metrics.security_summary(audit, users, as_of=context.as_of, min_failures=MIN_FAILURES,
+                                         window=WINDOW),
+        per_day=metrics.failed_logins_by_day(audit, since, until),
+        by_ip=metrics.failed_logins_by_ip(audit),
+        by_user=metrics.failed_logins_by_user(audit),
+        lockouts=metrics.lockouts(audit),
+        suspects=metrics.brute_force_suspects(audit, MIN_FAILURES, WINDOW),
+        success_after_failures=metrics.success_after_failures(audit, WINDOW),
+        heatmap=metrics.failures_heatmap(audit),
+        event_types=metrics.event_type_breakdown(kinds),
+    )
+
+
+def _compute(context: Context, shared: _Shared) -> SecurityInputs:
+    """The push-down path: the same figures aggregated in PostgreSQL (no audit row is loaded)."""
+    connection, since, until = context.sql, context.since, context.until
+    return SecurityInputs(
+        users=shared.users,
+        chain=shared.chain,
+        summary=aggregates.security_summary(connection, since, until, shared.users, as_of=context.as_of,
+                                            min_failures=MIN_FAILURES, window=WINDOW),
+        per_day=aggregates.failed_logins_by_day(connection, since, until),
+        by_ip=aggregates.failed_logins_by_ip(connection, since, until),
+        by_user=aggregates.failed_logins_by_user(connection, since, until),
+        lockouts=aggregates.lockouts(connection, since, until),
+        suspects=aggregates.brute_force_suspects(connection, since, until, MIN_FAILURES, WINDOW),
+        success_after_failures=aggregates.success_after_failures(connection, since, until, WINDOW),
+        heatmap=aggregates.failures_heatmap(connection, since, until),
+        event_types=aggregates.event_type_breakdown(connection, since, until),
+    )
+
+
+def _assemble(measured: SecurityInputs, context: Context) -> Report:
+    chain = measured.chain
     summary = measured.summary | {"audit_chain_ok": None if chain is None else chain.ok,
                                   "audit_chain_rows": None if chain is None else chain.rows}
     per_day, by_ip, heatmap = measured.per_day, measured.by_ip, measured.heatmap
@@ -93,7 +163,7 @@ def security_report(source: Any = None, *, since: object = None, until: object =
         "brute_force_suspects": measured.suspects,
         "success_after_failures": measured.success_after_failures,
         "failures_by_hour_weekday": heatmap,
-        "locked_users": metrics.locked_users(users, as_of_ts),
+        "locked_users": metrics.locked_users(measured.users, context.as_of),
         "event_types": measured.event_types,
         "audit_chain": _chain_table(chain),
     }
@@ -110,67 +180,14 @@ def security_report(source: Any = None, *, since: object = None, until: object =
             title=f"Failed logins by IP address (top {TOP_IPS})", xlabel="Failed logins",
             signed=False, usd=False),
     }
-    parameters = {**base_parameters(source, since_ts, until_ts, as_of_ts, filters),
-                  "brute_force_min_failures": MIN_FAILURES, "brute_force_window": WINDOW, "path": path}
     notes = list(NOTES)
-    if filters:
-        notes.append(filtered_path_note(filters))
+    if context.filters:
+        notes.append(filtered_path_note(context.filters))
     if not int(measured.event_types["events"].sum()):
-        notes.append(empty_window_note("audit events", since_ts, until_ts, filters))
-    return Report(name="security", title="Security report", summary=summary, tables=tables,
-                  figures=figures, parameters=parameters, notes=notes, usernames=names)
-
-
-@dataclass(frozen=True)
-class _WindowFigures:
-    """What the report computes from the window's audit events (either path)."""
-
-    summary: dict[str, Any]
-    per_day: pd.Series
-    by_ip: pd.DataFrame
-    by_user: pd.DataFrame
-    lockouts: pd.DataFrame
-    suspects: pd.DataFrame
-    success_after_failures: pd.DataFrame
-    heatmap: pd.DataFrame
-    event_types: pd.DataFrame
-
-
-def _pandas_figures(source: Any, users: pd.DataFrame, since: pd.Timestamp, until: pd.Timestamp,
-                    as_of: pd.Timestamp, user_id: Any = None) -> _WindowFigures:
-    """The window's figures from its loaded audit rows (metrics)."""
-    # Logins, lockouts and access denials in full; every event, two columns, for the breakdown.
-    audit = load_audit_logs(source, since=since, until=until, event_type=EVENT_TYPES, user_id=user_id,
-                            columns=EVENT_COLUMNS)
-    kinds = load_audit_logs(source, since=since, until=until, user_id=user_id, columns=["event_type", "success"])
-    return _WindowFigures(
-        summary=metrics.security_summary(audit, users, as_of=as_of, min_failures=MIN_FAILURES, window=WINDOW),
-        per_day=metrics.failed_logins_by_day(audit, since, until),
-        by_ip=metrics.failed_logins_by_ip(audit),
-        by_user=metrics.failed_logins_by_user(audit),
-        lockouts=metrics.lockouts(audit),
-        suspects=metrics.brute_force_suspects(audit, MIN_FAILURES, WINDOW),
-        success_after_failures=metrics.success_after_failures(audit, WINDOW),
-        heatmap=metrics.failures_heatmap(audit),
-        event_types=metrics.event_type_breakdown(kinds),
-    )
-
-
-def _pushdown_figures(connection: Connection, users: pd.DataFrame, since: pd.Timestamp, until: pd.Timestamp,
-                      as_of: pd.Timestamp) -> _WindowFigures:
-    """The same figures aggregated in PostgreSQL (no audit row is loaded)."""
-    return _WindowFigures(
-        summary=aggregates.security_summary(connection, since, until, users, as_of=as_of,
-                                            min_failures=MIN_FAILURES, window=WINDOW),
-        per_day=aggregates.failed_logins_by_day(connection, since, until),
-        by_ip=aggregates.failed_logins_by_ip(connection, since, until),
-        by_user=aggregates.failed_logins_by_user(connection, since, until),
-        lockouts=aggregates.lockouts(connection, since, until),
-        suspects=aggregates.brute_force_suspects(connection, since, until, MIN_FAILURES, WINDOW),
-        success_after_failures=aggregates.success_after_failures(connection, since, until, WINDOW),
-        heatmap=aggregates.failures_heatmap(connection, since, until),
-        event_types=aggregates.event_type_breakdown(connection, since, until),
-    )
+        notes.append(empty_window_note("audit events", context.since, context.until, context.filters))
+    return Report(name="security", title="Security report", summary=summary, tables=tables, figures=figures,
+                  parameters=context.parameters(brute_force_min_failures=MIN_FAILURES, brute_force_window=WINDOW),
+                  notes=notes, usernames=context.usernames)
 
 
 def _chain_table(chain: ChainVerification | None) -> pd.DataFrame:
