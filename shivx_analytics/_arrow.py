@@ -49,6 +49,8 @@ TEXT_TYPE = pa.large_string()  # what pandas' "string" dtype (pd.StringDtype("py
 class FrameDataError(ValueError):
     """Stored data that cannot be represented exactly in a frame (never silently altered)."""
 
+    position: int | None  # where in its batch, when known (frames names the row)
+
 
 # Column kinds -------------------------------------------------------------------------------
 

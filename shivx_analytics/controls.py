@@ -117,7 +117,7 @@ def _row_security_problems(connection: Connection) -> list[str]:
         problems.append(f"row-level security is disabled on {AUDIT}")
     if not forced:
         problems.append(f"row-level security is not forced on {AUDIT} (its owner is not bound by it)")
-    policies = dict(connection.exec_driver_sql(
+    policies: dict[str, str] = dict(connection.exec_driver_sql(
         "SELECT polname, polcmd::text FROM pg_policy WHERE polrelid = to_regclass(%(t)s)", {"t": AUDIT}).all())
     for name, command in POLICIES.items():
         if policies.get(name) != command:
@@ -214,7 +214,7 @@ def repair_controls(connection: Connection, roles: RoleNames = RoleNames()) -> l
     if postgres:
         quote = connection.dialect.identifier_preparer.quote
         run += [f"ALTER TABLE {AUDIT} ENABLE ROW LEVEL SECURITY", f"ALTER TABLE {AUDIT} FORCE ROW LEVEL SECURITY"]
-        policies = dict(connection.exec_driver_sql(
+        policies: dict[str, str] = dict(connection.exec_driver_sql(
             "SELECT polname, polcmd::text FROM pg_policy WHERE polrelid = to_regclass(%(t)s)", {"t": AUDIT}).all())
         creating = {s.split()[2]: s for s in triggers.audit_log_row_security_sql() if s.startswith("CREATE POLICY")}
         for name in sorted(set(policies) - set(POLICIES)):

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlencode
 
 import sqlalchemy as sa
@@ -368,7 +368,8 @@ def _statement_clock(connection: Connection | None) -> _StatementClock | None:
 
 
 def _is_file_database(url: URL) -> bool:
-    return bool(url.database) and url.database != ":memory:" and not url.database.startswith("file::memory:")
+    database = url.database or ""
+    return bool(database) and database != ":memory:" and not database.startswith("file::memory:")
 
 
 def _use_wal(cursor) -> None:  # noqa: ANN001
@@ -478,7 +479,7 @@ def get_session(source: Any = None) -> Iterator[Session]:
             yield session
     finally:
         if owned:
-            engine.dispose()
+            cast(Engine, engine).dispose()  # one of ours: an Engine
 
 
 def _engine_for(source: Any) -> tuple[Engine | Connection, bool]:
@@ -593,11 +594,12 @@ def database_path(url: str | URL) -> Path | None:
     """The file of a SQLite URL (also of a ``sqlite:///file:PATH?mode=ro&uri=true`` URI), or None."""
     parsed = make_url(url) if not isinstance(url, URL) else url
     if parsed.get_backend_name() == "sqlite" and _is_file_database(parsed):
-        if str(parsed.query.get("uri", "")).lower() in ("true", "1") and parsed.database.startswith("file:"):
+        database = parsed.database or ""  # a file database has a name (_is_file_database)
+        if str(parsed.query.get("uri", "")).lower() in ("true", "1") and database.startswith("file:"):
             from urllib.parse import unquote, urlsplit
 
-            return Path(unquote(urlsplit(parsed.database).path))
-        return Path(parsed.database)
+            return Path(unquote(urlsplit(database).path))
+        return Path(database)
     return None
 
 
@@ -682,7 +684,7 @@ def head_revision() -> str:
     """The newest revision in alembic/versions."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config(None)).get_current_head()
+    return cast(str, ScriptDirectory.from_config(alembic_config(None)).get_current_head())  # one head (tested)
 
 
 def comparison_options(dialect: str) -> dict[str, Any]:

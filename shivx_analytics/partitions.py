@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -182,7 +183,7 @@ def _move_out_of_default(execute: Callable[[str], object], month: date) -> None:
     execute(f"ALTER TABLE {AUDIT_TABLE} ATTACH PARTITION {DEFAULT_PARTITION} DEFAULT")
 
 
-def _has_trigger(execute: Callable[[str], object], table: str, trigger: str) -> bool:
+def _has_trigger(execute: Callable[[str], Any], table: str, trigger: str) -> bool:
     return execute(f"SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('{table}') "
                    f"AND tgname = '{trigger}')").scalar()
 

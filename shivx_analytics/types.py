@@ -11,7 +11,7 @@ import json
 import re
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 
 import uuid
 
@@ -70,6 +70,7 @@ def to_money(value: Any, *, precision: int = MONEY_PRECISION, scale: int = MONEY
 def money_fits(number: Decimal, *, precision: int = MONEY_PRECISION, scale: int = MONEY_SCALE) -> bool:
     """True if ``number`` has at most ``scale`` decimals and ``precision - scale`` integer digits."""
     _, digits, exponent = number.as_tuple()
+    exponent = cast(int, exponent)  # finite here: 'n', 'N', 'F' are NaN, sNaN and infinity
     if not any(digits):
         return True
     while len(digits) > 1 and digits[-1] == 0 and exponent < 0:  # trailing zeros hold no value
@@ -100,7 +101,7 @@ def stored_money(value: Any, *, precision: int = MONEY_PRECISION, scale: int = M
                   "column and row)")
         raise StoredMoneyError(f"stored money value {value!r}{place} is not a decimal that fits "
                                f"NUMERIC({precision},{scale}){advice}")
-    return Decimal(text)
+    return Decimal(match.group(0))  # the whole text
 
 
 # PostgreSQL: a NUMERIC(p, s) column rounds a value with more than s decimals on input (half away
@@ -222,8 +223,9 @@ class _CheckedMoney(ColumnElement[Any]):
 
     inherit_cache = True  # made while compiling: never part of a statement's cache key
 
-    def __init__(self, column: ColumnElement[Any], key: ColumnElement[Any], where: str, type_: Money):
-        self.column, self.key, self.where, self.type = column, key, where, type_
+    def __init__(self, column: ColumnElement[Any], row_key: ColumnElement[Any], where: str, type_: Money):
+        self.column, self.row_key, self.where, self.money = column, row_key, where, type_
+        self.type = type_
 
 
 @compiles(_CheckedMoney)
@@ -236,8 +238,8 @@ def _compile_checked_money_sqlite(element: _CheckedMoney, compiler: Any, **kw: A
     from shivx_analytics.triggers import money_text_ok_sql  # the rule revision 0006's triggers apply
 
     column = compiler.process(element.column, **kw)
-    key = compiler.process(element.key, **kw)
-    ok = money_text_ok_sql(column, element.type.precision, element.type.scale)
+    key = compiler.process(element.row_key, **kw)
+    ok = money_text_ok_sql(column, element.money.precision, element.money.scale)
     mark = f"char(30) || '{_BAD_MONEY_MARK[1:]}' || char(31) || '{element.where}' || char(31)"
     return f"CASE WHEN {ok} THEN {column} ELSE {mark} || CAST({key} AS TEXT) || char(31) || {column} END"
 

@@ -4,7 +4,7 @@
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
 from pydantic import field_validator
@@ -71,6 +71,9 @@ def reject_naive(value: datetime | None) -> datetime | None:
 
 class UTCModel(SQLModel):
     """A data model whose datetime fields must be timezone-aware and are kept in UTC."""
+
+    if TYPE_CHECKING:  # for the type checker only: SQLModel gives every table model its Table
+        __table__: ClassVar[sa.Table]
 
     @field_validator("*", mode="after")
     @classmethod
