@@ -286,3 +286,33 @@ def test_models_built_with_create_all_get_the_domains(backend, fresh_url):
                 connection.exec_driver_sql("INSERT INTO t VALUES (0.12345)")
     finally:
         engine.dispose()
+
+
+@POSTGRESQL_ONLY
+def test_db_check_reports_a_money_domain_constraint_dropped_and_repair_restores_it(backend, demo):
+    from shivx_analytics.controls import control_problems, repair_controls
+
+    engine, keys = demo
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ALTER DOMAIN shivx_money_20_8 DROP CONSTRAINT shivx_money_20_8_at_most_8_decimals")
+        connection.exec_driver_sql("ALTER DOMAIN shivx_money_10_4 DROP CONSTRAINT shivx_money_10_4_below_1e6")
+        connection.exec_driver_sql("ALTER DOMAIN shivx_money_10_4 ADD CONSTRAINT shivx_money_10_4_below_1e6 "
+                                   "CHECK (abs(VALUE) < 1e6) NOT VALID")
+        assert sorted(control_problems(connection)) == [
+            "money domain shivx_money_10_4: constraint shivx_money_10_4_below_1e6 is not validated "
+            "(stored values unchecked)",
+            "money domain shivx_money_20_8 lacks its constraint shivx_money_20_8_at_most_8_decimals "
+            "(values it refuses can be stored)"]
+        where = _row(engine, "positions", keys["positions"])
+        connection.exec_driver_sql(f"UPDATE positions SET size = 0.123456789 WHERE {where}")  # stored, unrounded
+    with pytest.raises(sa.exc.IntegrityError, match='column "size" of table "positions" contains values that violate'):
+        with engine.begin() as connection:  # never repaired over a value the constraint refuses
+            repair_controls(connection)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"UPDATE positions SET size = 0.12345679 WHERE {where}")
+        run = repair_controls(connection)
+        assert "ALTER DOMAIN shivx_money_10_4 VALIDATE CONSTRAINT shivx_money_10_4_below_1e6" in run
+        assert control_problems(connection) == []
+    with pytest.raises(sa.exc.IntegrityError, match="shivx_money_20_8_at_most_8_decimals"):
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"UPDATE positions SET size = 0.123456789 WHERE {where}")
