@@ -210,7 +210,7 @@ def _money_domain_problems(connection: Connection) -> list[tuple[str, str]]:
         domain = money_domain(precision, scale)
         if connection.exec_driver_sql("SELECT to_regtype(%(d)s)", {"d": domain}).scalar() is None:
             continue
-        present = dict(connection.exec_driver_sql(
+        present: dict[str, bool] = dict(connection.exec_driver_sql(
             "SELECT conname, convalidated FROM pg_constraint WHERE contypid = to_regtype(%(d)s)", {"d": domain}).all())
         for name, condition in money_domain_constraints(precision, scale).items():
             if name not in present:
