@@ -49,7 +49,7 @@ TEXT_TYPE = pa.large_string()  # what pandas' "string" dtype (pd.StringDtype("py
 class FrameDataError(ValueError):
     """Stored data that cannot be represented exactly in a frame (never silently altered)."""
 
-    position: int  # set on some: the row's index in the column read
+    position: int | None  # where in its batch, when known (frames names the row)
 
 
 # Column kinds -------------------------------------------------------------------------------
@@ -81,10 +81,24 @@ def to_money(column: pa.Array | pa.ChunkedArray, precision: int = MONEY_PRECISIO
         return pa.nulls(len(array), target)
     if pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
         raise FrameDataError(f"money arrived as {array.type}, not as text or decimal: refusing an inexact conversion")
+    text = pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+    # Text the cast takes but the models refuse ('1e5', '+1', '.5', '1.', '1.500000000', 13 digits
+    # with leading zeros): refused as types.stored_money refuses it, the cast refusing the rest.
+    lax = text and pc.match_substring_regex(
+        array, rf"[eE+]|^\.|-\.|\.$|^-?[0-9]{{{precision - scale + 1}}}|\.[0-9]{{{scale + 1}}}")
     try:
+        if lax is not False and pc.any(lax).as_py():
+            raise pa.ArrowInvalid("text the models refuse")
         return array.cast(target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise FrameDataError(f"a stored money value does not fit NUMERIC({precision},{scale}): {exc}") from None
+        if not text:
+            raise FrameDataError(f"a stored money value does not fit NUMERIC({precision},{scale}): {exc}") from None
+        fits = pc.match_substring_regex(array, rf"^-?[0-9]{{1,{precision - scale}}}(\.[0-9]{{1,{scale}}})?$")
+        position = pc.index(fits, False).as_py()
+        error = FrameDataError(f"stored money value {array[position].as_py()!r} is not a decimal that fits "
+                               f"NUMERIC({precision},{scale})")
+        error.position = position  # frames names the table, column and row
+        raise error from None
 
 
 def to_float(column: pa.Array | pa.ChunkedArray) -> pa.Array:

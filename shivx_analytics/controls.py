@@ -13,10 +13,13 @@ that make the audit log append-only and the chain whole. Those are checked here:
   read-only role of `db grant` (when it exists) holds nothing but SELECT and owns nothing;
 - the chain's tip: its row is there, names the last row (chain_seq and row_hash), no row lies
   beyond it or below position 1 (cheap index look-ups: `verify_audit_chain` reads every row);
-- SQLite money: no stored text that the models would refuse to read (named by table, column, row).
+- SQLite money: no stored text that the models would refuse to read (named by table, column, row);
+- PostgreSQL money (revision 0007): each money domain holds its named, validated constraints (the
+  schema comparison sees a column's type, not what its domain checks).
 
 ``repair_controls`` puts back what is missing or switched off: triggers, row-level security and
-its policies, and revokes the grants above. It never changes, re-chains or deletes a row.
+its policies, the money domains' constraints (refused while a stored value breaks them), and
+revokes the grants above. It never changes, re-chains or deletes a row.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from sqlalchemy.engine import Connection
 
 from shivx_analytics import partitions, triggers
 from shivx_analytics.roles import RoleNames
+from shivx_analytics.types import money_domain, money_domain_constraints
 
 __all__ = ["control_problems", "repair_controls"]
 
@@ -103,6 +107,7 @@ def control_problems(connection: Connection, roles: RoleNames = RoleNames()) -> 
             problems.append(f"trigger {name} on {table} is disabled")
     if connection.dialect.name == "postgresql":
         problems += _row_security_problems(connection) + _grant_problems(connection, roles)
+        problems += [problem for problem, _ in _money_domain_problems(connection)]
     problems += _tip_problems(connection)
     if connection.dialect.name == "sqlite":
         problems += _money_problems(connection)
@@ -193,6 +198,30 @@ def _money_problems(connection: Connection) -> list[str]:
     return problems
 
 
+MONEY_DOMAINS = sorted({(precision, scale) for columns in triggers.MONEY_COLUMNS.values()
+                        for _, precision, scale in columns})
+
+
+def _money_domain_problems(connection: Connection) -> list[tuple[str, str]]:
+    """(problem, the statement that repairs it) for each money domain's constraint that is missing
+    or not validated. A database without the domains (before revision 0007) has none to check."""
+    found = []
+    for precision, scale in MONEY_DOMAINS:
+        domain = money_domain(precision, scale)
+        if connection.exec_driver_sql("SELECT to_regtype(%(d)s)", {"d": domain}).scalar() is None:
+            continue
+        present: dict[str, bool] = dict(connection.exec_driver_sql(
+            "SELECT conname, convalidated FROM pg_constraint WHERE contypid = to_regtype(%(d)s)", {"d": domain}).all())
+        for name, condition in money_domain_constraints(precision, scale).items():
+            if name not in present:
+                found.append((f"money domain {domain} lacks its constraint {name} (values it refuses can be stored)",
+                              f"ALTER DOMAIN {domain} ADD CONSTRAINT {name} CHECK ({condition})"))
+            elif not present[name]:
+                found.append((f"money domain {domain}: constraint {name} is not validated (stored values unchecked)",
+                              f"ALTER DOMAIN {domain} VALIDATE CONSTRAINT {name}"))
+    return found
+
+
 def repair_controls(connection: Connection, roles: RoleNames = RoleNames()) -> list[str]:
     """Restore missing or disabled triggers, row-level security and its policies, and revoke the
     grants only the owner may hold; returns the statements run. Rows are never touched."""
@@ -224,6 +253,7 @@ def repair_controls(connection: Connection, roles: RoleNames = RoleNames()) -> l
                 run += [f"DROP POLICY IF EXISTS {name} ON {AUDIT}", creating[name]]
         for table, grantee, privilege in _bad_grants(connection, roles):
             run.append(f"REVOKE {privilege} ON {quote(table)} FROM {grantee}")
+        run += [statement for _, statement in _money_domain_problems(connection)]
     for statement in run:
         connection.exec_driver_sql(statement.replace("%", "%%") if postgres else statement)
     return run

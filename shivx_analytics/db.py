@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlencode
 
 import sqlalchemy as sa
@@ -28,7 +28,7 @@ __all__ = [
     "init_db", "close_db", "get_db", "get_session", "health_check", "HealthStatus", "connect", "resolve_url",
     "analytics_url", "engine_url",
     "StatementTimeout", "run_in_transaction", "is_retryable", "is_connection_lost", "redact",
-    "is_secret_parameter",
+    "is_secret_parameter", "secret_parameters", "with_secret_parameters",
     "RunTimeout", "engine_settings", "statement_timeout_message", "watch_statement_time",
 ]
 
@@ -171,7 +171,9 @@ def create_engine(url: str | URL | None = None, *, settings: Settings | None = N
     settings = settings or get_settings()
     target = engine_url(url, settings=settings)
     options = _engine_options(target, settings)
-    engine = sa.create_engine(target, **(options | kwargs | NEVER_LOG_PARAMETERS))
+    # the secret query parameters engine_url() took out of the URL (libpq keywords), the caller's own kept
+    connect_args = {**options.pop("connect_args", {}), **secret_parameters(target), **kwargs.pop("connect_args", {})}
+    engine = sa.create_engine(target, connect_args=connect_args, **(options | kwargs | NEVER_LOG_PARAMETERS))
     if target.get_backend_name() == "sqlite":
         _configure_sqlite(engine, target, settings)
     _report_statement_timeouts(engine, settings)
@@ -191,12 +193,46 @@ def engine_settings(engine: Engine) -> Settings:
 def engine_url(url: str | URL | None = None, *, settings: Settings | None = None) -> URL:
     """The URL create_engine connects to: our driver; for PostgreSQL with the settings' TLS,
     connect timeout, TCP keepalives and statement timeout in its query (not only connect_args: the
-    loaders' DuckDB/libpq path reads it)."""
+    loaders' DuckDB/libpq path reads it), and without its secret query parameters (sslpassword ...:
+    see secret_parameters)."""
     settings = settings or get_settings()
     target = normalize_url(resolve_url(url) if url is None or isinstance(url, str) else url)
     if target.get_backend_name() == "postgresql":
-        target = _with_postgres_settings(target, settings)
+        target = _without_secret_parameters(_with_postgres_settings(target, settings))
     return target
+
+
+# PostgreSQL: a secret query parameter (?sslpassword=, ...) never stays in an engine's URL, which
+# repr(engine), str(engine.url) and SQLAlchemy's logs render with only the user-info password
+# hidden. engine_url() takes them out; the driver gets them through connect_args (create_engine),
+# a libpq URI built from the URL through with_secret_parameters (the loaders' DuckDB transport).
+# Keyed by the URL without them (the engine's own URL), in this process only.
+_SECRET_PARAMETERS: dict[URL, dict[str, str]] = {}
+
+
+def _without_secret_parameters(url: URL) -> URL:
+    names = [name for name in url.query if is_secret_parameter(name)]
+    if not names:
+        return url
+    public = url.difference_update_query(names)
+    _SECRET_PARAMETERS[public] = {name: _last(url.query[name]) for name in names}
+    return public
+
+
+def _last(value: str | tuple[str, ...]) -> str:
+    return value[-1] if isinstance(value, tuple) else value
+
+
+def secret_parameters(url: URL) -> dict[str, str]:
+    """The secret query parameters engine_url() took out of ``url`` (name -> value; {} if none)."""
+    return dict(_SECRET_PARAMETERS.get(url, {}))
+
+
+def with_secret_parameters(url: URL) -> URL:
+    """``url`` with the secret query parameters engine_url() took out of it put back: for a libpq
+    connection string handed to another client (DuckDB), never for showing."""
+    secrets = secret_parameters(url)
+    return url.update_query_dict(secrets) if secrets else url
 
 
 def create_async_engine(url: str | URL | None = None, *, settings: Settings | None = None,
@@ -206,6 +242,7 @@ def create_async_engine(url: str | URL | None = None, *, settings: Settings | No
     target = normalize_url(resolve_url(url) if url is None or isinstance(url, str) else url, asynchronous=True)
     options = _engine_options(target, settings)
     if target.get_backend_name() == "postgresql":
+        target = _without_secret_parameters(target)
         target, options["connect_args"] = _asyncpg_connect_args(target, settings)
     engine = sa_create_async_engine(target, **(options | kwargs | NEVER_LOG_PARAMETERS))
     if target.get_backend_name() == "sqlite":
@@ -269,7 +306,7 @@ def _asyncpg_connect_args(url: URL, settings: Settings) -> tuple[URL, dict[str, 
     """asyncpg takes TLS settings only from a DSN, the statement timeout as a server setting and
     the connect timeout as ``timeout`` (it has no keepalive settings: the operating system's apply)."""
     connect_args: dict[str, Any] = {"timeout": settings.connect_timeout_s}
-    tls = _tls_parameters(url, settings)
+    tls = _tls_parameters(url, settings) | secret_parameters(url)  # asyncpg reads sslpassword from a DSN only
     if tls:
         connect_args["dsn"] = "postgresql://?" + urlencode(tls)
         url = url.difference_update_query(TLS_PARAMETERS)
@@ -331,7 +368,8 @@ def _statement_clock(connection: Connection | None) -> _StatementClock | None:
 
 
 def _is_file_database(url: URL) -> bool:
-    return bool(url.database) and url.database != ":memory:" and not url.database.startswith("file::memory:")
+    database = url.database or ""
+    return bool(database) and database != ":memory:" and not database.startswith("file::memory:")
 
 
 def _use_wal(cursor) -> None:  # noqa: ANN001
@@ -441,7 +479,7 @@ def get_session(source: Any = None) -> Iterator[Session]:
             yield session
     finally:
         if owned:
-            engine.dispose()
+            cast(Engine, engine).dispose()  # one of ours: an Engine
 
 
 def _engine_for(source: Any) -> tuple[Engine | Connection, bool]:
@@ -556,11 +594,12 @@ def database_path(url: str | URL) -> Path | None:
     """The file of a SQLite URL (also of a ``sqlite:///file:PATH?mode=ro&uri=true`` URI), or None."""
     parsed = make_url(url) if not isinstance(url, URL) else url
     if parsed.get_backend_name() == "sqlite" and _is_file_database(parsed):
-        if str(parsed.query.get("uri", "")).lower() in ("true", "1") and parsed.database.startswith("file:"):
+        database = parsed.database or ""  # a file database has a name (_is_file_database)
+        if str(parsed.query.get("uri", "")).lower() in ("true", "1") and database.startswith("file:"):
             from urllib.parse import unquote, urlsplit
 
-            return Path(unquote(urlsplit(parsed.database).path))
-        return Path(parsed.database)
+            return Path(unquote(urlsplit(database).path))
+        return Path(database)
     return None
 
 
@@ -605,8 +644,9 @@ def _run_alembic(operation, url: str | URL | None, revision: str) -> None:
     """
     target = normalize_url(resolve_url(url))
     if target.get_backend_name() == "postgresql":  # a long migration may outlast the statement timeout
-        target = _with_postgres_settings(target, get_settings(), statement_timeout=False)
-    engine = sa.create_engine(target, poolclass=sa.pool.NullPool, **NEVER_LOG_PARAMETERS)
+        target = _without_secret_parameters(_with_postgres_settings(target, get_settings(), statement_timeout=False))
+    engine = sa.create_engine(target, poolclass=sa.pool.NullPool, connect_args=secret_parameters(target),
+                              **NEVER_LOG_PARAMETERS)
     config = alembic_config(url)
     try:
         with engine.begin() as connection:
@@ -644,7 +684,7 @@ def head_revision() -> str:
     """The newest revision in alembic/versions."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config(None)).get_current_head()
+    return cast(str, ScriptDirectory.from_config(alembic_config(None)).get_current_head())  # one head (tested)
 
 
 def comparison_options(dialect: str) -> dict[str, Any]:

@@ -936,7 +936,7 @@ def _batches(target: _Target, query: _Query, fetch: list[str], size: int | None,
     if target.backend == "postgresql":
         if _duckdb_available():
             return _duckdb_batches(target.url, query, fetch, size, ordered)
-        engine = sa.create_engine(target.url)
+        engine = sa.create_engine(target.url, connect_args=_db.secret_parameters(target.url))
         try:
             connection = engine.connect()
         except sa.exc.DBAPIError as exc:
@@ -1187,12 +1187,13 @@ def _duckdb_identifier(name: str) -> str:
 def _libpq_uri(url: URL) -> str:
     """``url`` as libpq reads it: query values (sslrootcert, options ...) percent-encoded, since
     libpq takes '+' literally where SQLAlchemy's rendering means a space."""
+    url = _db.with_secret_parameters(url)  # ?sslpassword= ...: kept out of engines' URLs (db.engine_url)
     base = url.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
     return f"{base}?{urlencode(dict(url.query), doseq=True, quote_via=quote)}" if url.query else base
 
 
 def _duckdb_error(exc: Exception, url: URL, frame: _Frame) -> Exception:
-    message = _first_line(exc)
+    message = _db.redact(_first_line(exc), _db.with_secret_parameters(url))  # DuckDB may quote the libpq URI
     if url.password:
         for secret in {str(url.password), quote(str(url.password), safe="")}:
             message = message.replace(secret, "***")

@@ -534,18 +534,13 @@ def test_the_money_checks_cover_every_money_column_of_the_models():
 
 @pytest.mark.slow
 @POSTGRESQL_ONLY
-def test_postgresql_numeric_rounds_extra_decimals_half_away_from_zero(backend, demo_order):
-    """Documented, not refused: NUMERIC(20,8) rounds on input (half away from zero) before any
-    CHECK or trigger sees the value; refusing it would need another column type. The models never
-    send such a value (types.to_money refuses it), plain SQL does get it rounded."""
+def test_postgresql_refuses_extra_decimals_instead_of_rounding(backend, demo_order):
+    """Revision 0007: the money columns are domains that refuse what NUMERIC(20,8) would round
+    (half away from zero) before any CHECK saw it; every column is attacked in test_money_scale.py."""
     engine, order_id = demo_order
-    with engine.begin() as connection:
-        for text, stored in (("0.123456789", "0.12345679"), ("0.000000005", "0.00000001"),
-                             ("0.000000015", "0.00000002")):
-            connection.exec_driver_sql(f"UPDATE orders SET price = '{text}' WHERE order_id = '{order_id}'")
-            price = connection.exec_driver_sql(f"SELECT price FROM orders WHERE order_id = '{order_id}'").scalar()
-            assert f"{price:f}" == stored
-        connection.rollback()
+    for text in ("0.123456789", "0.000000005", "0.000000015"):
+        refused(engine, f"UPDATE orders SET price = '{text}' WHERE order_id = '{order_id}'",
+                match="shivx_money_20_8_at_most_8_decimals")
     refused(engine, f"UPDATE orders SET price = '1abc' WHERE order_id = '{order_id}'", match="invalid input")
     refused(engine, f"UPDATE orders SET price = '1234567890123' WHERE order_id = '{order_id}'",
-            match="numeric field overflow")
+            match="shivx_money_20_8_below_1e12")

@@ -124,3 +124,42 @@ def test_concurrent_failed_logins_on_sqlite_are_serialised_and_all_counted(backe
 def test_failed_login_for_an_unknown_user_raises_lookup_error(backend, engine):
     with engine.begin() as connection, pytest.raises(LookupError, match="no user"):
         record_login_failure(connection, uuid.uuid4())
+
+
+def test_lockout_follows_the_settings_unless_given(backend, db_url, engine, user_id, settings_env):
+    """SHIVX_LOCKOUT_THRESHOLD / SHIVX_LOCKOUT_MINUTES are what record_login_failure,
+    arecord_login_failure, login_failure_statement and User.increment_failed_login_attempts use
+    when given no threshold or lockout; an explicit one still wins."""
+    settings_env.set(SHIVX_LOCKOUT_THRESHOLD="2", SHIVX_LOCKOUT_MINUTES="90")
+    before = datetime.now(timezone.utc)
+    with Session(engine) as session:
+        assert record_login_failure(session, user_id) == (1, None)
+        attempts, locked_until = record_login_failure(session, user_id)  # the second of 2: locked
+        session.commit()
+    assert attempts == 2 and timedelta(minutes=89) < locked_until - before < timedelta(minutes=91)
+
+    async def fail_async() -> tuple[int, datetime | None]:
+        async_engine = create_async_engine(db_url)
+        try:
+            async with async_engine.begin() as connection:
+                await arecord_login_success(connection, user_id)
+                await arecord_login_failure(connection, user_id)
+                return await arecord_login_failure(connection, user_id)
+        finally:
+            await async_engine.dispose()
+
+    attempts, locked_until = asyncio.run(fail_async())
+    assert attempts == 2 and timedelta(minutes=89) < locked_until - before < timedelta(minutes=91)
+    with Session(engine) as session:
+        record_login_success(session, user_id)
+        assert record_login_failure(session, user_id, threshold=1, lockout=timedelta(minutes=5))[1] is not None
+        session.rollback()
+    user = stored_user(engine, user_id)
+    user.reset_failed_login_attempts()
+    user.increment_failed_login_attempts()
+    assert user.locked_until is None
+    user.increment_failed_login_attempts()
+    assert timedelta(minutes=89) < user.locked_until - before < timedelta(minutes=91)
+    settings_env.set(SHIVX_LOCKOUT_THRESHOLD="3", SHIVX_LOCKOUT_MINUTES="1")  # read at each call
+    statement = user_module.login_failure_statement(user_id).compile(engine)
+    assert 3 in statement.params.values()

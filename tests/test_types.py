@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from pydantic import ValidationError
 from sqlmodel import Session, select
 
@@ -127,10 +128,12 @@ def test_in_place_json_changes_persist(backend, engine):
         assert user.has_admin_role and user.has_permission("anything")
 
 
-def test_money_columns_are_numeric_on_postgresql_and_text_on_sqlite(backend, engine):
+def test_money_columns_are_numeric_domains_on_postgresql_and_text_on_sqlite(backend, engine):
     columns = {c["name"]: c["type"] for c in sa.inspect(engine).get_columns("positions")}
-    if backend == "postgresql":
-        assert isinstance(columns["size"], sa.Numeric) and (columns["size"].precision, columns["size"].scale) == (20, 8)
+    if backend == "postgresql":  # revision 0007: a domain over numeric that refuses what NUMERIC(20,8) rounds
+        assert isinstance(columns["size"], postgresql.DOMAIN) and columns["size"].name == "shivx_money_20_8"
+        assert isinstance(columns["size"].data_type, sa.Numeric) and columns["size"].data_type.precision is None
     else:
         assert isinstance(columns["size"], sa.String)
     assert repr(Money()) == "Money(precision=20, scale=8)"
+    assert repr(Money(domain=True)) == "Money(precision=20, scale=8, domain=True)"

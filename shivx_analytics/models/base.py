@@ -4,13 +4,13 @@
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
 from pydantic import field_validator
 from sqlmodel import Field, SQLModel
 
-from shivx_analytics.types import MONEY_PRECISION, MONEY_SCALE, Money, UTCDateTime
+from shivx_analytics.types import MONEY_PRECISION, MONEY_SCALE, Money, UTCDateTime, money_domain, money_domain_sql
 
 # Every index and constraint gets a predictable name: SQLite batch migrations need them,
 # and migrations can refer to them on both backends.
@@ -24,6 +24,20 @@ NAMING_CONVENTION = {
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
 metadata = SQLModel.metadata
 
+# The money columns' PostgreSQL domains (types.Money, domain=True): the migrations create them
+# (revision 0007); databases built with metadata.create_all (tests, tools) get them here.
+MONEY_DOMAINS = ((MONEY_PRECISION, MONEY_SCALE), (10, 4))  # (10, 4): orders.slippage_actual
+
+
+def _create_money_domains_sql() -> str:
+    creates = " ".join(
+        f"IF to_regtype('{money_domain(p, s)}') IS NULL THEN EXECUTE '{money_domain_sql(p, s)}'; END IF;"
+        for p, s in MONEY_DOMAINS)
+    return f"DO $$ BEGIN {creates} END $$"
+
+
+sa.event.listen(metadata, "before_create", sa.DDL(_create_money_domains_sql()).execute_if(dialect="postgresql"))
+
 
 def utcnow() -> datetime:
     """The current time, aware, in UTC."""
@@ -32,10 +46,12 @@ def utcnow() -> datetime:
 
 def MoneyField(default: Any = ..., *, gt: Decimal | int | None = None, ge: Decimal | int | None = None,
                nullable: bool = False, **kwargs: Any) -> Any:
-    """A NUMERIC(20,8) money field: validated digits and places, stored exactly."""
+    """A NUMERIC(20,8) money field: validated digits and places, stored exactly; on PostgreSQL
+    of the domain that refuses what NUMERIC(20,8) would round (types.Money, domain=True)."""
+    bounds: dict[str, Any] = {"gt": gt, "ge": ge}  # pydantic compares Decimals exactly (annotated float)
     return Field(
-        default=default, gt=gt, ge=ge, max_digits=MONEY_PRECISION, decimal_places=MONEY_SCALE,
-        sa_type=Money(), nullable=nullable, **kwargs,
+        default=default, **bounds, max_digits=MONEY_PRECISION, decimal_places=MONEY_SCALE,
+        sa_type=Money(domain=True), nullable=nullable, **kwargs,
     )
 
 
@@ -55,6 +71,9 @@ def reject_naive(value: datetime | None) -> datetime | None:
 
 class UTCModel(SQLModel):
     """A data model whose datetime fields must be timezone-aware and are kept in UTC."""
+
+    if TYPE_CHECKING:  # for the type checker only: SQLModel gives every table model its Table
+        __table__: ClassVar[sa.Table]
 
     @field_validator("*", mode="after")
     @classmethod

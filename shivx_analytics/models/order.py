@@ -76,7 +76,7 @@ class Order(OrderBase, TimestampMixin, table=True):
     amount_out: Decimal | None = MoneyField(default=None, gt=0, nullable=True)
     slippage_actual: Decimal | None = Field(
         default=None, max_digits=SLIPPAGE_PRECISION, decimal_places=SLIPPAGE_SCALE,
-        sa_type=Money(SLIPPAGE_PRECISION, SLIPPAGE_SCALE), nullable=True,
+        sa_type=Money(SLIPPAGE_PRECISION, SLIPPAGE_SCALE, domain=True), nullable=True,
     )
     status: OrderStatus = Field(default=OrderStatus.PENDING, sa_type=string_enum(OrderStatus), index=True)
     transaction_signature: str | None = Field(default=None, max_length=128, unique=True, nullable=True)

@@ -19,8 +19,22 @@ if TYPE_CHECKING:
     from shivx_analytics.models.position import Position
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
+# Settings' defaults (SHIVX_LOCKOUT_THRESHOLD, SHIVX_LOCKOUT_MINUTES): the lockout functions below
+# read the settings when not given a threshold or lockout period; these stay for callers' reference.
 DEFAULT_LOCKOUT_THRESHOLD = 5
 DEFAULT_LOCKOUT_PERIOD = timedelta(minutes=15)
+
+
+def lockout_policy(threshold: int | None = None, lockout: timedelta | None = None) -> tuple[int, timedelta]:
+    """(threshold, lockout period): the ones given, else the settings' (SHIVX_LOCKOUT_THRESHOLD,
+    SHIVX_LOCKOUT_MINUTES; 5 failures, 15 minutes by default)."""
+    from shivx_analytics.config import get_settings  # read at each call: the environment may change
+
+    if threshold is None or lockout is None:
+        settings = get_settings()
+        threshold = settings.lockout_threshold if threshold is None else threshold
+        lockout = settings.lockout_period if lockout is None else lockout
+    return threshold, lockout
 
 
 # Shared properties, validated on the way in
@@ -83,10 +97,11 @@ class User(UserBase, TimestampMixin, SoftDeleteMixin, table=True):
         self.failed_login_attempts = 0
         self.locked_until = None
 
-    def increment_failed_login_attempts(
-        self, *, threshold: int = DEFAULT_LOCKOUT_THRESHOLD, lockout: timedelta = DEFAULT_LOCKOUT_PERIOD
-    ) -> None:
-        """Count one failure in memory and lock at ``threshold`` (see record_login_failure for SQL)."""
+    def increment_failed_login_attempts(self, *, threshold: int | None = None,
+                                        lockout: timedelta | None = None) -> None:
+        """Count one failure in memory and lock at ``threshold`` (see record_login_failure for SQL);
+        ``threshold`` and ``lockout`` default to the settings' (lockout_policy)."""
+        threshold, lockout = lockout_policy(threshold, lockout)
         self.failed_login_attempts = (self.failed_login_attempts or 0) + 1
         if self.failed_login_attempts >= threshold:
             self.locked_until = utcnow() + lockout
@@ -143,9 +158,11 @@ def apply_user_update(user: User, user_update: UserUpdate) -> User:
 
 # Login bookkeeping in one SQL statement each: concurrent failures are never lost.
 
-def login_failure_statement(user_id: uuid.UUID, *, threshold: int = DEFAULT_LOCKOUT_THRESHOLD,
-                            lockout: timedelta = DEFAULT_LOCKOUT_PERIOD, now: datetime | None = None):
-    """UPDATE that adds one failure atomically and locks the account when it reaches ``threshold``."""
+def login_failure_statement(user_id: uuid.UUID, *, threshold: int | None = None,
+                            lockout: timedelta | None = None, now: datetime | None = None) -> sa.Update:
+    """UPDATE that adds one failure atomically and locks the account when it reaches ``threshold``
+    (for ``lockout``); both default to the settings' (lockout_policy)."""
+    threshold, lockout = lockout_policy(threshold, lockout)
     now = now or utcnow()
     attempts = User.__table__.c.failed_login_attempts
     return (
@@ -163,7 +180,7 @@ def login_failure_statement(user_id: uuid.UUID, *, threshold: int = DEFAULT_LOCK
     )
 
 
-def login_success_statement(user_id: uuid.UUID, *, now: datetime | None = None):
+def login_success_statement(user_id: uuid.UUID, *, now: datetime | None = None) -> sa.Update:
     """UPDATE that resets failures, lifts a lockout and stamps last_login."""
     now = now or utcnow()
     stamp = sa.literal(now, User.__table__.c.last_login.type)
@@ -175,31 +192,32 @@ def login_success_statement(user_id: uuid.UUID, *, now: datetime | None = None):
     )
 
 
-def record_login_failure(session, user_id: uuid.UUID, *, threshold: int = DEFAULT_LOCKOUT_THRESHOLD,
-                         lockout: timedelta = DEFAULT_LOCKOUT_PERIOD) -> tuple[int, datetime | None]:
-    """Count a failed login for ``user_id`` (Session or Connection); returns (attempts, locked_until)."""
+def record_login_failure(session: Any, user_id: uuid.UUID, *, threshold: int | None = None,
+                         lockout: timedelta | None = None) -> tuple[int, datetime | None]:
+    """Count a failed login for ``user_id`` (Session or Connection); returns (attempts, locked_until).
+    ``threshold`` and ``lockout`` default to the settings' (SHIVX_LOCKOUT_THRESHOLD, SHIVX_LOCKOUT_MINUTES)."""
     row = session.execute(login_failure_statement(user_id, threshold=threshold, lockout=lockout)).one_or_none()
     return _login_result(row, user_id)
 
 
-def record_login_success(session, user_id: uuid.UUID) -> tuple[int, datetime | None]:
+def record_login_success(session: Any, user_id: uuid.UUID) -> tuple[int, datetime | None]:
     """Record a successful login for ``user_id`` (Session or Connection)."""
     return _login_result(session.execute(login_success_statement(user_id)).one_or_none(), user_id)
 
 
-async def arecord_login_failure(session, user_id: uuid.UUID, *, threshold: int = DEFAULT_LOCKOUT_THRESHOLD,
-                                lockout: timedelta = DEFAULT_LOCKOUT_PERIOD) -> tuple[int, datetime | None]:
-    """Async record_login_failure (AsyncSession or AsyncConnection)."""
+async def arecord_login_failure(session: Any, user_id: uuid.UUID, *, threshold: int | None = None,
+                                lockout: timedelta | None = None) -> tuple[int, datetime | None]:
+    """Async record_login_failure (AsyncSession or AsyncConnection); the settings' lockout by default."""
     result = await session.execute(login_failure_statement(user_id, threshold=threshold, lockout=lockout))
     return _login_result(result.one_or_none(), user_id)
 
 
-async def arecord_login_success(session, user_id: uuid.UUID) -> tuple[int, datetime | None]:
+async def arecord_login_success(session: Any, user_id: uuid.UUID) -> tuple[int, datetime | None]:
     """Async record_login_success (AsyncSession or AsyncConnection)."""
     return _login_result((await session.execute(login_success_statement(user_id))).one_or_none(), user_id)
 
 
-def _login_result(row, user_id) -> tuple[int, datetime | None]:
+def _login_result(row: Any, user_id: uuid.UUID) -> tuple[int, datetime | None]:
     if row is None:
         raise LookupError(f"no user with user_id {user_id}")
     return int(row[0]), row[1]
