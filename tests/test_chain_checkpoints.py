@@ -230,50 +230,55 @@ def test_the_database_refuses_forged_or_moved_checkpoints_for_the_owner(backend,
     assert verify_audit_chain(engine).ok
 
 
+@pytest.fixture
+def as_each_role(db_url, roles):  # noqa: F811
+    """Engines of the owner, the application (writer) role and the analytics role of `db grant`."""
+    handles = (create_engine(db_url), _as(db_url, roles.app), _as(db_url, roles.analytics))
+    yield handles
+    for handle in handles:
+        handle.dispose()
+
+
 @POSTGRESQL_ONLY
-def test_the_writer_and_analytics_roles_cannot_forge_or_move_a_checkpoint(backend, db_url, roles):  # noqa: F811
-    engine = create_engine(db_url)
-    app, analytics = _as(db_url, roles.app), _as(db_url, roles.analytics)
-    try:
-        add_entries(engine, 4)
-        checkpoint = record_checkpoint(engine).checkpoint
-        assert checkpoint is not None and checkpoint.recorded_by  # set by the database: current_user
-        add_entries(app, 3, start=4)  # the application role appends audit rows as before
-        rows = chain_rows(engine)
-        before = stored(engine)
-        for role in (app, analytics):
-            for statement in (
-                f"INSERT INTO {CHECKPOINT_TABLE} (chain_seq, row_hash, verified_from, recorded_at) "
-                f"VALUES (7, '{rows[-1].row_hash}', 1, now())",
-                f"UPDATE {CHECKPOINT_TABLE} SET chain_seq = 7, row_hash = '{rows[-1].row_hash}'",
-                f"DELETE FROM {CHECKPOINT_TABLE}", f"TRUNCATE {CHECKPOINT_TABLE}",
-                f"ALTER TABLE {CHECKPOINT_TABLE} DISABLE TRIGGER USER",
-            ):
-                refused(role, statement, match="permission denied|must be owner")
-            with pytest.raises(CheckpointRefused, match="may not record chain checkpoints"):
-                record_checkpoint(role)
-            result = verify_audit_chain(role)  # both read and verify from the owner's checkpoint
-            assert result.ok and result.checkpoint is not None and result.checkpoint.id == checkpoint.id
-            assert (result.first_seq, result.last_seq, result.rows) == (5, 7, 3)
-        assert stored(engine) == before
-        with engine.connect() as connection:
-            assert control_problems(connection, roles) == []
-        # a grant that would let the writer place checkpoints is what db check reports
-        with engine.begin() as connection:
-            connection.exec_driver_sql(f'GRANT INSERT ON {CHECKPOINT_TABLE} TO "{roles.app}"')
-        with engine.connect() as connection:
-            assert f"{roles.app} holds INSERT on {CHECKPOINT_TABLE} (only the owner may)" in control_problems(
-                connection, roles)
-        done = cli("db", "check", "--repair", "--url", db_url, "--app-role", roles.app,
-                   "--analytics-role", roles.analytics)
-        assert done.returncode == 0, done.stderr
-        analytics_url = make_url(db_url).set(username=roles.analytics).render_as_string(hide_password=False)
-        denied = cli("db", "checkpoint", "--url", analytics_url)
-        assert denied.returncode == 4 and "may not record chain checkpoints" in denied.stderr, denied.stderr
-        assert "Traceback" not in denied.stderr
-    finally:
-        for handle in (app, analytics, engine):
-            handle.dispose()
+def test_the_writer_and_analytics_roles_cannot_forge_or_move_a_checkpoint(backend, db_url, roles,  # noqa: F811
+                                                                         as_each_role):
+    engine, app, analytics = as_each_role
+    add_entries(engine, 4)
+    checkpoint = record_checkpoint(engine).checkpoint
+    assert checkpoint is not None and checkpoint.recorded_by  # set by the database: current_user
+    add_entries(app, 3, start=4)  # the application role appends audit rows as before
+    rows = chain_rows(engine)
+    before = stored(engine)
+    for role in (app, analytics):
+        for statement in (
+            f"INSERT INTO {CHECKPOINT_TABLE} (chain_seq, row_hash, verified_from, recorded_at) "
+            f"VALUES (7, '{rows[-1].row_hash}', 1, now())",
+            f"UPDATE {CHECKPOINT_TABLE} SET chain_seq = 7, row_hash = '{rows[-1].row_hash}'",
+            f"DELETE FROM {CHECKPOINT_TABLE}", f"TRUNCATE {CHECKPOINT_TABLE}",
+            f"ALTER TABLE {CHECKPOINT_TABLE} DISABLE TRIGGER USER",
+        ):
+            refused(role, statement, match="permission denied|must be owner")
+        with pytest.raises(CheckpointRefused, match="may not record chain checkpoints"):
+            record_checkpoint(role)
+        result = verify_audit_chain(role)  # both read and verify from the owner's checkpoint
+        assert result.ok and result.checkpoint is not None and result.checkpoint.id == checkpoint.id
+        assert (result.first_seq, result.last_seq, result.rows) == (5, 7, 3)
+    assert stored(engine) == before
+    with engine.connect() as connection:
+        assert control_problems(connection, roles) == []
+    # a grant that would let the writer place checkpoints is what db check reports
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f'GRANT INSERT ON {CHECKPOINT_TABLE} TO "{roles.app}"')
+    with engine.connect() as connection:
+        assert f"{roles.app} holds INSERT on {CHECKPOINT_TABLE} (only the owner may)" in control_problems(
+            connection, roles)
+    done = cli("db", "check", "--repair", "--url", db_url, "--app-role", roles.app,
+               "--analytics-role", roles.analytics)
+    assert done.returncode == 0, done.stderr
+    analytics_url = make_url(db_url).set(username=roles.analytics).render_as_string(hide_password=False)
+    denied = cli("db", "checkpoint", "--url", analytics_url)
+    assert denied.returncode == 4 and "may not record chain checkpoints" in denied.stderr, denied.stderr
+    assert "Traceback" not in denied.stderr
 
 
 def test_db_check_reports_checkpoint_guards_switched_off(backend, db_url):
