@@ -49,6 +49,8 @@ def main() -> None:
     engine = create_engine(args.url)
     try:
         as_of = sx.data_as_of(engine)
+        if as_of is None:
+            raise SystemExit(f"{args.url} holds no demo data: seed it first (see the docstring)")
         full_s, full = timed(lambda: sx.verify_audit_chain(engine, full_chain=True), args.repeat)
         print(f"{engine.dialect.name}: {full.rows:,} audit rows; full verification {full_s:.2f} s (ok={full.ok})")
         first_s, first = timed(lambda: record_checkpoint(engine), 1)
