@@ -299,6 +299,40 @@ def db_check(url: UrlOption = None,
     typer.echo(f"{db.mask_url(target)}: at head {db.head_revision()}, schema matches the models, controls in place")
 
 
+@db_app.command("checkpoint")
+def db_checkpoint(url: UrlOption = None,
+                  full_chain: bool = typer.Option(False, "--full-chain", help="Verify from position 1, not from "
+                                                  "the latest checkpoint")):
+    """Verify the audit hash chain and record its tip as a checkpoint (the owner's URL; e.g. nightly,
+    before the reports). Exit 0 when recorded (or the chain is empty); 4 when the chain is broken
+    (nothing recorded) or this role or server may not record checkpoints."""
+    from shivx_analytics.chain_checkpoints import CheckpointRefused, record_checkpoint
+
+    target = _existing_database(url)
+
+    def work():
+        db.health_check(target)
+        try:
+            return record_checkpoint(target, full_chain=full_chain)
+        except CheckpointRefused as exc:
+            raise fail(str(exc), Exit.FAILED) from None
+
+    recorded = run_guarded(work)
+    chain = recorded.verification
+    first, last = chain.first_seq, chain.last_seq
+    read = f"positions {first:,}..{last:,} read" if last >= first else "no position after the checkpoint to read"
+    if not chain.ok:
+        broken = chain.first_broken or {}
+        raise fail(f"the audit chain is broken at chain_seq {broken.get('chain_seq')} ({broken.get('reason')}); "
+                   f"verified {chain.scope}, {read}; no checkpoint recorded: the chain is evidence, investigate it",
+                   Exit.FAILED)
+    if recorded.checkpoint is None:
+        typer.echo(f"{db.mask_url(target)}: the audit chain is empty: no checkpoint recorded")
+        return
+    typer.echo(f"{db.mask_url(target)}: audit chain intact, verified {chain.scope}, {read}; recorded "
+               f"{recorded.checkpoint.describe()}")
+
+
 @db_app.command("grant")
 def db_grant(
     url: UrlOption = None,
@@ -487,6 +521,9 @@ def report(
     views: Optional[bool] = typer.Option(
         None, "--views/--no-views",
         help="PostgreSQL: read the materialized views (pnl, api-usage; default: SHIVX_USE_VIEWS)"),
+    full_chain: bool = typer.Option(
+        False, "--full-chain", help="security: verify the audit hash chain from position 1, not from the latest "
+                                    "stored checkpoint"),
     timeout: TimeoutOption = None,
 ):
     """Generate reports headless; every file appears whole or not at all."""
@@ -500,8 +537,11 @@ def report(
     filters = _report_filters(selected, {"user_id": user, "strategy": strategy, "token": token})
     target = _read_url(context, url)
     paths = {"pushdown": pushdown, "use_views": views}
+    if full_chain and "security" not in selected:
+        typer.echo(f"note: --full-chain does not apply to {', '.join(selected)}", err=True)
     written = run_limited(timeout, "report", lambda: _write_reports(target, selected, chosen, out, window, capital,
-                                                                    paths=paths, filters=filters))
+                                                                    paths=paths, filters=filters,
+                                                                    full_chain=full_chain))
     for path in written:
         typer.echo(str(path))
 
@@ -604,7 +644,7 @@ def _report_filters(names, given: dict[str, list[str]]) -> dict[str, list[str]]:
 
 
 def _write_reports(url: str, names, formats, directory: Path, window: dict, capital, summaries: dict | None = None,
-                   paths: dict | None = None, filters: dict | None = None):
+                   paths: dict | None = None, filters: dict | None = None, full_chain: bool = False):
     """Build every report in memory, render them into a staging folder, then swap the set in."""
     import shivx_analytics as sx
     from shivx_analytics.reports._export import UnwritableDirectory, write_report_set
@@ -624,10 +664,13 @@ def _write_reports(url: str, names, formats, directory: Path, window: dict, capi
             if name in VIEW_REPORTS:  # the others have no materialized views: --views leaves them be
                 kwargs["use_views"] = paths.get("use_views")
             kwargs.update({k: v for k, v in (filters or {}).items() if k in REPORT_FILTERS[name]})
+            if name == "security":
+                kwargs["full_chain"] = full_chain
             built[name] = builders[name](engine, **kwargs)
     finally:
         engine.dispose()
     _print_empty_window_notes(built)
+    _print_chain_line(built)
 
     def render(staging: Path) -> None:
         for name, report in built.items():
@@ -656,6 +699,18 @@ def _print_empty_window_notes(built: dict) -> None:
         for note in report.notes:
             if is_empty_window_note(note):
                 typer.echo(f"{name}: {note}", err=True)
+
+
+def _print_chain_line(built: dict) -> None:
+    """The security report's audit-chain verdict and the positions it read, on stderr."""
+    report = built.get("security")
+    summary = report.summary if report is not None else {}
+    if summary.get("audit_chain_ok") is None:
+        return
+    verdict = "intact" if summary["audit_chain_ok"] else "BROKEN (see the report's audit_chain table)"
+    first, last = summary["audit_chain_first_seq"], summary["audit_chain_last_seq"]
+    read = f"positions {first:,}..{last:,} read" if last >= first else "no position after the checkpoint to read"
+    typer.echo(f"security: audit chain {verdict}; verified {summary['audit_chain_scope']}; {read}", err=True)
 
 
 def _print_summaries(summaries: dict) -> None:

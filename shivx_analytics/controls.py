@@ -9,7 +9,8 @@ that make the audit log append-only and the chain whole. Those are checked here:
 - row-level security (PostgreSQL): enabled and forced on the audit log, with exactly the INSERT
   and SELECT policies (a further policy could let UPDATE or DELETE through);
 - grants (PostgreSQL): nobody but the owner may UPDATE, DELETE, TRUNCATE, add triggers to or
-  reference the audit log or its partitions, nor DELETE, TRUNCATE or INSERT the chain's tip; the
+  reference the audit log or its partitions, nor DELETE, TRUNCATE or INSERT the chain's tip, nor
+  INSERT, UPDATE, DELETE or TRUNCATE the chain checkpoints (revision 0008); the
   read-only role of `db grant` (when it exists) holds nothing but SELECT and owns nothing;
 - the chain's tip: its row is there, names the last row (chain_seq and row_hash), no row lies
   beyond it or below position 1 (cheap index look-ups: `verify_audit_chain` reads every row);
@@ -29,7 +30,7 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from shivx_analytics import partitions, triggers
+from shivx_analytics import chain_checkpoints, partitions, triggers
 from shivx_analytics.roles import RoleNames
 from shivx_analytics.types import money_domain, money_domain_constraints
 
@@ -40,7 +41,8 @@ CHAIN = triggers.CHAIN_TABLE
 POLICIES = {"audit_insert_only": "a", "audit_select": "r"}  # pg_policy.polcmd: INSERT, SELECT
 # Privileges only the owner may hold (pg aclexplode names).
 OWNER_ONLY = {AUDIT: {"UPDATE", "DELETE", "TRUNCATE", "TRIGGER", "REFERENCES"},
-              CHAIN: {"INSERT", "DELETE", "TRUNCATE", "TRIGGER", "REFERENCES"}}
+              CHAIN: {"INSERT", "DELETE", "TRUNCATE", "TRIGGER", "REFERENCES"},
+              chain_checkpoints.CHECKPOINT_TABLE: {"INSERT", "UPDATE", "DELETE", "TRUNCATE", "TRIGGER", "REFERENCES"}}
 PARTITION_OWNER_ONLY = {"INSERT", "UPDATE", "DELETE", "TRUNCATE", "TRIGGER", "REFERENCES"}
 BAD_MONEY_ROWS_SHOWN = 5
 _TRIGGER_NAME = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?TRIGGER\s+(\w+)\s+\w+\s+\w+(?:\s+OR\s+\w+)*\s+ON\s+(\w+)",
@@ -54,6 +56,8 @@ def _trigger_statements(connection: Connection, schema: str) -> list[str]:
     for table, key in triggers.TIMESTAMPED_TABLES.items():
         statements += triggers.updated_at_trigger_sql(dialect, table, key)
     statements += triggers.chain_trigger_sql(dialect, schema) + triggers.money_trigger_sql(dialect)
+    if sa.inspect(connection).has_table(chain_checkpoints.CHECKPOINT_TABLE):  # revision 0008 on
+        statements += chain_checkpoints.checkpoint_trigger_sql(dialect, schema)
     if dialect == "postgresql":
         statements += [s for s in triggers.audit_log_row_security_sql() if "TRIGGER" in s or "FUNCTION" in s]
         for partition in partitions.list_partitions(connection):

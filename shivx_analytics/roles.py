@@ -3,7 +3,8 @@
 - the owner (whoever runs `db upgrade`) owns the tables;
 - the application role reads and writes the trading tables, may INSERT and SELECT the audit log
   but not UPDATE, DELETE or TRUNCATE it (it may SELECT and UPDATE the one-row hash-chain tip,
-  security_audit_chain, which every audit insert moves);
+  security_audit_chain, which every audit insert moves); both may SELECT the chain checkpoints
+  (security_audit_chain_checkpoints), which only the owner records;
 - the analytics role reads everything except ``users.password_hash`` and ``api_keys.key_hash``
   (column privileges), which is all the loaders and reports need.
 Idempotent: running it again re-applies the same grants.
@@ -22,6 +23,7 @@ from shivx_analytics.db import create_engine, mask_url
 TRADING_TABLES = ("users", "api_keys", "positions", "orders")
 AUDIT_TABLE = "security_audit_logs"
 AUDIT_CHAIN_TABLE = "security_audit_chain"  # the hash chain's tip: writers lock and move it, readers verify
+CHECKPOINT_TABLE = "security_audit_chain_checkpoints"  # verified chain positions: only the owner records them
 SECRET_COLUMNS = {"users": "password_hash", "api_keys": "key_hash"}
 
 
@@ -100,6 +102,8 @@ def grant_roles(url: str, roles: RoleNames = RoleNames(), *, app_password: str |
                 # does not cover system columns.
                 columns = ["ctid"] + [c["name"] for c in sa.inspect(connection).get_columns(table) if c["name"] != secret]
                 run(f"GRANT SELECT ({', '.join(preparer.quote(c) for c in columns)}) ON {table} TO {analytics}")
+            if sa.inspect(connection).has_table(CHECKPOINT_TABLE):  # revision 0008 on: read, never written
+                run(f"GRANT SELECT ON {CHECKPOINT_TABLE} TO {app}, {analytics}")
             if has_views(connection):  # revision 0005 on: the reports' materialized views
                 run(f"GRANT SELECT ON {', '.join(VIEW_NAMES)} TO {analytics}")
     finally:

@@ -23,6 +23,7 @@ from sqlmodel import Session
 import shivx_analytics as sx
 from shivx_analytics import triggers
 from shivx_analytics.audit_chain import ChainVerification, verify_audit_chain
+from shivx_analytics.chain_checkpoints import checkpoint_trigger_names
 from shivx_analytics.db import alembic_config, create_async_engine, create_engine, current_revision, head_revision
 from shivx_analytics.demo import generate_demo_data
 from shivx_analytics.models import SecurityAuditLog, User, UserCreate, append_audit_entries
@@ -636,7 +637,8 @@ def test_sqlite_triggers_name_the_columns_of_each_revision(backend, fresh_url):
         at_0002 = trigger_sql()
         command.upgrade(config, "head")
         at_head = trigger_sql()
-        assert set(at_head) == set(at_0002) | triggers.chain_trigger_names("sqlite") | triggers.money_trigger_names("sqlite")
+        assert set(at_head) == (set(at_0002) | triggers.chain_trigger_names("sqlite") | triggers.money_trigger_names("sqlite")
+                                | checkpoint_trigger_names("sqlite"))
         update = at_head["trg_security_audit_logs_no_update"]
         assert all(f'NEW."{c}" IS OLD."{c}"' in update for c in triggers.AUDIT_IMMUTABLE_COLUMNS)
         assert 'NEW."chain_seq"' not in at_0002["trg_security_audit_logs_no_update"]

@@ -75,7 +75,7 @@ def test_migrate_reaches_head_and_is_idempotent(backend, fresh_url):
     engine = create_engine(fresh_url)
     try:
         assert _tables(engine) == {"users", "api_keys", "positions", "orders", "security_audit_logs",
-                                   "security_audit_chain"}
+                                   "security_audit_chain", "security_audit_chain_checkpoints"}
     finally:
         engine.dispose()
 

@@ -32,6 +32,7 @@ from sqlalchemy.engine import make_url
 import shivx_analytics as sx
 from shivx_analytics import db
 from shivx_analytics.audit_chain import verify_audit_chain
+from shivx_analytics.chain_checkpoints import CheckpointRefused, record_checkpoint
 from shivx_analytics.roles import RoleNames, grant_roles
 
 from _databases import IN_CI, require_backend
@@ -246,3 +247,23 @@ def test_cli_write_commands_on_the_replica_fail_saying_it_is_read_only(backend, 
         assert result.stderr.startswith("error: ") and "read-only transaction" in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
     assert db.current_revision(behind) != db.head_revision()  # nothing was written there
+
+
+def test_the_standby_verifies_from_the_primarys_checkpoint_and_cannot_record_one(backend, replication):
+    """Last in the module: it records a checkpoint on the primary. The standby (analytics role)
+    reads it, verifies only the rows after it and says so; recording there is refused."""
+    recorded = record_checkpoint(replication.primary())  # the owner, on the primary
+    assert recorded.verification.ok and recorded.checkpoint is not None
+    wait_for_replay(replication)
+    on_standby = verify_audit_chain(replication.standby())
+    assert on_standby.ok and on_standby.checkpoint is not None and on_standby.checkpoint.id == recorded.checkpoint.id
+    assert on_standby.rows == 0 and on_standby.first_seq == recorded.checkpoint.chain_seq + 1
+    assert on_standby.scope.startswith(f"from checkpoint {recorded.checkpoint.id} ")
+    full = verify_audit_chain(replication.standby(), full_chain=True)
+    assert full.ok and full.rows == recorded.checkpoint.chain_seq
+    report = sx.security_report(replication.standby(), as_of=AS_OF)
+    assert report.summary["audit_chain_ok"] is True
+    assert report.summary["audit_chain_checkpoint_id"] == recorded.checkpoint.id
+    for who in ("postgres", ROLES.analytics):
+        with pytest.raises(CheckpointRefused, match="read-only hot standby|may not record"):
+            record_checkpoint(replication.standby(user=who))

@@ -4,7 +4,9 @@ the audit log's hash chain is intact.
 Audit events with timestamp in [since, until): until defaults to the end of as_of's UTC day
 (as_of: now), since to until - 30 days (docs/windows.md). ``user_id`` keeps the events and
 users of some users (events without a user, e.g. failed logins of unknown names, drop out). Users are locked as of as_of when locked_until > as_of. The hash chain is
-verified over the whole log, whatever the window (verify_audit_chain).
+verified over the whole log, whatever the window (verify_audit_chain): from the latest stored
+checkpoint on, or from position 1 with ``full_chain=True``; the summary, parameters and notes say
+which positions were read (docs/security.md, "Chain checkpoints").
 
 Two paths give the same report (parameters["path"] names the one taken): "pandas" loads the
 window's audit rows and hands them to the metrics; "pushdown" has PostgreSQL aggregate them
@@ -46,13 +48,17 @@ NOTES = [
     "(every row links to the one before and hashes to its row_hash, and the log ends at the recorded "
     "tip); audit_chain_rows: rows verified intact. The audit_chain table names the first broken row, "
     "if any.",
+    "audit_chain_scope: where the verification started: the full chain, or the latest stored checkpoint "
+    "(whose row must still have the hash it records; the rows before it are not read again: "
+    "full_chain=True or --full-chain reads them). audit_chain_first_seq..audit_chain_last_seq: the "
+    "positions read.",
 ]
 CHAIN_COLUMNS = {"log_id": "string", "chain_seq": "Int64", "reason": "string"}
 
 
 def security_report(source: Any = None, *, since: object = None, until: object = None,
                     as_of: object = None, user_id: Any = None, verify_chain: bool = True,
-                    pushdown: bool | None = None) -> Report:
+                    pushdown: bool | None = None, full_chain: bool = False) -> Report:
     """Security events over [since, until) (default: the 30 days up to the end of as_of's UTC
     day) and users locked as of as_of, optionally of some users only (``user_id``: one id or a
     list): summary, failed logins by day, IP and user, lockouts, brute-force suspects, success
@@ -60,7 +66,9 @@ def security_report(source: Any = None, *, since: object = None, until: object =
     verification, and figures.
 
     ``verify_chain=False`` skips the hash-chain check (it reads the whole log, about 12 s per
-    million rows here): audit_chain_ok and audit_chain_rows are then None.
+    million rows here): audit_chain_ok and audit_chain_rows are then None. The check reads the
+    rows after the latest stored checkpoint (verify_audit_chain); ``full_chain=True`` reads the
+    whole chain.
     ``pushdown``: True aggregates in PostgreSQL (PushdownUnavailable elsewhere), False loads the
     audit rows; None follows Settings.pushdown (auto: PostgreSQL, when the planner expects at
     least Settings.pushdown_min_rows events in the window). A filtered report is computed from
@@ -68,8 +76,9 @@ def security_report(source: Any = None, *, since: object = None, until: object =
     window = report_window(since, until, as_of)
     filters = filter_values(user_id=user_id)
     shape: ReportShape[_Shared, SecurityInputs] = ReportShape(
-        load=partial(_load, user_id=user_id), compute=_compute, assemble=_assemble,
-        window_rows=aggregates.security_rows, shared=partial(_shared, user_id=user_id, verify_chain=verify_chain))
+        load=partial(_load, user_id=user_id), compute=_compute, assemble=partial(_assemble, full_chain=full_chain),
+        window_rows=aggregates.security_rows, shared=partial(_shared, user_id=user_id, verify_chain=verify_chain,
+                       full_chain=full_chain))
     return run(shape, source, window, filters, pushdown=pushdown)
 
 
@@ -100,10 +109,10 @@ class SecurityInputs:
     event_types: pd.DataFrame
 
 
-def _shared(context: Context, *, user_id: Any, verify_chain: bool) -> tuple[_Shared, Context]:
+def _shared(context: Context, *, user_id: Any, verify_chain: bool, full_chain: bool) -> tuple[_Shared, Context]:
     """The users, and the hash chain verified over the whole log whatever the window."""
     users = load_users(context.rows, user_id=user_id)
-    chain = verify_audit_chain(context.rows) if verify_chain else None
+    chain = verify_audit_chain(context.rows, full_chain=full_chain) if verify_chain else None
     return _Shared(users, chain), context
 
 
@@ -150,10 +159,11 @@ def _compute(context: Context, shared: _Shared) -> SecurityInputs:
     )
 
 
-def _assemble(measured: SecurityInputs, context: Context) -> Report:
+def _assemble(measured: SecurityInputs, context: Context, *, full_chain: bool) -> Report:
     chain = measured.chain
     summary = measured.summary | {"audit_chain_ok": None if chain is None else chain.ok,
-                                  "audit_chain_rows": None if chain is None else chain.rows}
+                                  "audit_chain_rows": None if chain is None else chain.rows,
+                                  **chain_scope(chain)}
     per_day, by_ip, heatmap = measured.per_day, measured.by_ip, measured.heatmap
     tables = {
         "failed_logins_by_day": per_day.to_frame(),
@@ -180,14 +190,37 @@ def _assemble(measured: SecurityInputs, context: Context) -> Report:
             title=f"Failed logins by IP address (top {TOP_IPS})", xlabel="Failed logins",
             signed=False, usd=False),
     }
-    notes = list(NOTES)
+    notes = list(NOTES) + ([chain_note(chain)] if chain is not None else [])
     if context.filters:
         notes.append(filtered_path_note(context.filters))
     if not int(measured.event_types["events"].sum()):
         notes.append(empty_window_note("audit events", context.since, context.until, context.filters))
     return Report(name="security", title="Security report", summary=summary, tables=tables, figures=figures,
-                  parameters=context.parameters(brute_force_min_failures=MIN_FAILURES, brute_force_window=WINDOW),
+                  parameters=context.parameters(brute_force_min_failures=MIN_FAILURES, brute_force_window=WINDOW,
+                                                 full_chain=full_chain),
                   notes=notes, usernames=context.usernames)
+
+
+def chain_scope(chain: ChainVerification | None) -> dict[str, Any]:
+    """The summary's audit_chain_* fields saying which positions the verification read."""
+    if chain is None:
+        return {"audit_chain_scope": None, "audit_chain_checkpoint_id": None, "audit_chain_first_seq": None,
+                "audit_chain_last_seq": None}
+    return {"audit_chain_scope": chain.scope,
+            "audit_chain_checkpoint_id": None if chain.checkpoint is None else chain.checkpoint.id,
+            "audit_chain_first_seq": chain.first_seq, "audit_chain_last_seq": chain.last_seq}
+
+
+def chain_note(chain: ChainVerification) -> str:
+    """The verification's range in words: positions from..to, from which checkpoint, or full."""
+    verdict = "intact" if chain.ok else f"BROKEN at chain_seq {chain.first_broken and chain.first_broken['chain_seq']}"
+    read = (f"positions {chain.first_seq:,}..{chain.last_seq:,} read" if chain.last_seq >= chain.first_seq
+            else "no position after it to read")
+    if chain.checkpoint is None:
+        return f"Audit chain {verdict}: {chain.scope}, {read}."
+    return (f"Audit chain {verdict}: verified {chain.scope}, {read}; positions 1..{chain.checkpoint.chain_seq:,} "
+            "were verified when the checkpoint was recorded and are not read again (full_chain=True / "
+            "--full-chain reads them).")
 
 
 def _chain_table(chain: ChainVerification | None) -> pd.DataFrame:
