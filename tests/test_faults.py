@@ -559,9 +559,12 @@ CERTIFICATES = {"sslrootcert": "/etc/shivx/ca.pem", "sslcert": "/etc/shivx/clien
 def test_tls_settings_reach_the_postgresql_url_and_the_url_wins():
     settings = Settings(db_sslmode="verify-full", **{f"db_{k}": v for k, v in CERTIFICATES.items()})
     engine = create_engine("postgresql://analyst:pw@db.example.com/shivx", settings=settings)
+    # sslkey names a key, so it travels beside the URL (db.secret_parameters), never shown in it
     tls = {k: v for k, v in engine.url.query.items() if k.startswith("ssl")}  # beside the connect timeout ...
-    assert tls == {"sslmode": "verify-full", **CERTIFICATES}
-    _, connect_args = engine.dialect.create_connect_args(engine.url)  # what psycopg receives
+    assert tls | sx.db.secret_parameters(engine.url) == {"sslmode": "verify-full", **CERTIFICATES}
+    assert "sslkey" not in str(engine.url)
+    _, connect_args = engine.dialect.create_connect_args(engine.url)  # what psycopg receives:
+    connect_args |= sx.db.secret_parameters(engine.url)  # the URL's arguments and the engine's connect_args
     assert {k: connect_args[k] for k in ("sslmode", *CERTIFICATES)} == {"sslmode": "verify-full", **CERTIFICATES}
     from_url = create_engine("postgresql://analyst:pw@db.example.com/shivx?sslmode=require", settings=settings)
     assert from_url.url.query["sslmode"] == "require"
