@@ -18,7 +18,7 @@ statement filters ``timestamp`` with the window's two bounds, so PostgreSQL prun
 log's monthly partitions. Only aggregates (and the rows of row-level tables) leave the database;
 counts and ratios are computed from them exactly as the metrics compute them.
 
-details.key_id, status_code and reason are read as the loader reads them (frames.py): a status
+details.key_id, status_code and reason are read as the loader reads them (frames/schemas.py): a status
 code is a JSON integer or a string of digits (404.0, true or "4o4" is none); a key_id or reason
 is its string, or PostgreSQL's text of another JSON value. Where the two readings can differ is
 outside what the event vocabulary writes: a key_id that is a fraction, an object or an array

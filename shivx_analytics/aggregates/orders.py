@@ -12,7 +12,7 @@ until=until)`` (same index, categories, columns, dtypes, None and NA), computed 
 the frames' formulas:
 
 - total_value: buy -> amount_in; executed sell with amount_out -> amount_out; else
-  money(amount_in x price), rounded as the frames round (frames._total_value).
+  money(amount_in x price), rounded as the frames round (frames/schemas.py, _total_value).
 - slippage_actual and latency as float8 (PostgreSQL converts NUMERIC to float8 correctly
   rounded, as the loaders do); latency = extract(epoch from executed_at - created_at), exact.
 - days: UTC calendar days of timezone('UTC', t), whatever the session's TimeZone.
@@ -41,7 +41,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, RowMapping
 
-from shivx_analytics.frames import ORDERS, _binder, _Query, _Window
+from shivx_analytics.frames.arguments import _Window
+from shivx_analytics.frames.query import _binder, _Query
+from shivx_analytics.frames.schemas import ORDERS
 from shivx_analytics.metrics._common import (
     Distribution, counts, day_index, float_or_none, money_series, money_sum, nullable_floats, ratio,
 )
@@ -196,7 +198,7 @@ def _orders(window: _Window) -> sa.Subquery:
 
 
 def _total_value(t: sa.Table, bind) -> sa.ColumnElement:
-    """SQL twin of frames._total_value (Order.total_value)."""
+    """SQL twin of frames.schemas._total_value (Order.total_value)."""
     return sa.type_coerce(sa.case(
         (t.c.action == bind("buy", "text"), t.c.amount_in),
         (sa.and_(t.c.status == bind("executed", "text"), t.c.amount_out.is_not(None)), t.c.amount_out),
