@@ -23,22 +23,20 @@ Writers may append while this runs: the tip is read first and only rows up to it
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
-from shivx_analytics.db import create_engine, mask_url
+from shivx_analytics.db import mask_url
 from shivx_analytics.models import SecurityAuditLog
 from shivx_analytics.models.audit_chain import (
     CHAIN_TABLE, GENESIS_HASH, HASHED_FIELDS, append_audit_entries, canonical_values, row_hash,
     security_audit_chain, uuid_text,
 )
+from shivx_analytics.sources import read_connection as _connection  # one snapshot of the source
 
 __all__ = ["ChainVerification", "verify_audit_chain", "append_audit_entries"]
 
@@ -71,7 +69,7 @@ def verify_audit_chain(source: Any, *, batch_rows: int = BATCH_ROWS) -> ChainVer
 
 
 def _verify(connection: Connection, batch_rows: int) -> ChainVerification:
-    logs, chain = SecurityAuditLog.__table__, security_audit_chain
+    logs, chain = SecurityAuditLog.__table__, security_audit_chain  # type: ignore[attr-defined]  # SQLModel sets __table__
     tip = connection.execute(sa.select(chain.c.last_seq, chain.c.last_hash).where(chain.c.id == 1)).first()
     if tip is None:
         return ChainVerification(False, 0, {"log_id": None, "chain_seq": 0,
@@ -100,7 +98,7 @@ def _verify(connection: Connection, batch_rows: int) -> ChainVerification:
                            "(a row before it was removed, replaced or reordered)")
             else:
                 try:
-                    content = canonical_values(*row[:9], seq)
+                    content = canonical_values(*row[:9], seq)  # type: ignore[call-arg]  # HASHED_FIELDS: 9
                 except (ValueError, TypeError) as exc:  # e.g. details no longer JSON (SQLite stores text)
                     problem = f"row_hash mismatch: the row's content cannot be read as written ({exc})"
                 else:
@@ -163,7 +161,7 @@ def _reader(connection: Connection):
     LIMIT: right after a bulk load (no statistics yet) PostgreSQL planned
     ``chain_seq >= low ORDER BY chain_seq LIMIT n`` as a sort of every later row.
     """
-    driver = connection.connection.driver_connection
+    driver: Any = connection.connection.driver_connection
     if connection.dialect.name == "postgresql":
         def read(low: int, high: int) -> list[tuple]:
             with driver.cursor() as cursor:
@@ -198,26 +196,3 @@ def _sqlite_time(text: Any) -> Any:
             return text  # not a time: the row is reported, as it cannot hash as written
         return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed
     return text
-
-
-@contextmanager
-def _connection(source: Any) -> Iterator[Connection]:
-    if isinstance(source, Connection):
-        yield source
-    elif isinstance(source, Session):
-        if source.autoflush and (source.new or source.dirty or source.deleted):
-            source.flush()
-        yield source.connection()
-    elif isinstance(source, Engine):
-        with source.connect() as connection:
-            yield connection
-    elif isinstance(source, (str, URL)):
-        engine = create_engine(source)
-        try:
-            with engine.connect() as connection:
-                yield connection
-        finally:
-            engine.dispose()
-    else:
-        raise TypeError(f"source must be an Engine, a Connection, a Session or a database URL, "
-                        f"not {type(source).__name__}")

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import pandas as pd
@@ -58,8 +58,8 @@ __all__ = ["Histogram", "ExecutionAggregates", "execution_aggregates", "orders_w
 
 HISTOGRAM_BINS = 50
 _QUANTILES = [0.5, 0.95]
-_FLOAT = sa.Double()
-_FLOATS = ARRAY(sa.Double())
+_FLOAT: sa.Double[float] = sa.Double()
+_FLOATS: ARRAY[float] = ARRAY(sa.Double())
 _EXACT = sa.Numeric(asdecimal=True)
 # Transaction-local settings for these statements (1M orders, this 2-core machine): JIT compiled
 # each of them for 0.5-1.6 s, more than it saved; with the default 4MB work_mem the sorts of the
@@ -308,7 +308,7 @@ def _slippage_breakdowns(rows: Sequence[RowMapping]) -> dict[str, pd.DataFrame]:
             empty = SlippageStats(0, Distribution(0, None, None, None, None), 0, None)
             keys = list(categories)
             stats = [found.get(key, empty) for key in keys]
-            index = pd.CategoricalIndex(keys, categories=pd.CategoricalDtype(list(categories)).categories, name=by)
+            index: pd.Index = pd.CategoricalIndex(keys, categories=pd.CategoricalDtype(list(categories)).categories, name=by)
         else:
             keys = sorted(found)
             stats = [found[key] for key in keys]
@@ -378,4 +378,4 @@ def _edges(low: float | None, high: float | None, count: int) -> np.ndarray:
     """numpy.histogram's bin edges for a sample with this min and max (empty without values)."""
     if count == 0:
         return np.empty(0, dtype="float64")
-    return np.histogram_bin_edges(np.empty(0, dtype="float64"), bins=HISTOGRAM_BINS, range=(low, high))
+    return np.histogram_bin_edges(np.empty(0, dtype="float64"), bins=HISTOGRAM_BINS, range=(cast(float, low), cast(float, high)))

@@ -9,21 +9,22 @@ tables did not change since the refresh.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
 from shivx_analytics.metrics._common import MONEY_TOTAL, quantize, typed_frame
+from shivx_analytics.sources import Source, write_transaction
 
 from ._common import read_connection, split_days
 
 VIEW_NAMES = ("mv_daily_trading_performance", "mv_daily_api_key_usage", "mv_user_statistics")
 
-USER_STATISTICS_DTYPES = {
+USER_STATISTICS_DTYPES: dict[str, Any] = {
     "user_id": "string", "username": "string", "is_active": "boolean",
     "positions": "Int64", "open_positions": "Int64", "closed_positions": "Int64",
     "realized_pnl": MONEY_TOTAL, "wins": "Int64", "losses": "Int64",
@@ -44,22 +45,14 @@ def has_views(connection: Connection) -> bool:
     return found == len(VIEW_NAMES)
 
 
-def refresh_views(source: Any, *, concurrently: bool = True) -> dict[str, float]:
+def refresh_views(source: Source, *, concurrently: bool = True) -> dict[str, float]:
     """Refresh every materialized view (CONCURRENTLY: readers are not blocked); returns the
-    seconds each took. A URL or Engine is refreshed in a transaction of its own, committed here;
-    a Connection or Session in the caller's. Raises ValueError on SQLite (no views there)."""
-    if isinstance(source, (Connection, Session)):
-        connection = source if isinstance(source, Connection) else source.connection()
+    seconds each took. In sources.write_transaction: a URL, None (the primary database) or an
+    Engine is refreshed in a transaction of its own, committed here; a Session or a Connection
+    in a transaction in the caller's, which the caller commits (a Connection not in one: begun
+    and committed here). Raises ValueError on SQLite (no views there)."""
+    with write_transaction(source) as connection:
         return _refresh_checked(connection, concurrently)
-    from shivx_analytics import db
-
-    engine = source if isinstance(source, Engine) else db.create_engine(source)
-    try:
-        with engine.begin() as connection:
-            return _refresh_checked(connection, concurrently)
-    finally:
-        if engine is not source:
-            engine.dispose()
 
 
 def _refresh_checked(connection: Connection, concurrently: bool) -> dict[str, float]:
@@ -90,12 +83,12 @@ def load_user_statistics(source: Any) -> pd.DataFrame:
     return user_statistics_frame(rows)
 
 
-def user_statistics_frame(rows: list[tuple]) -> pd.DataFrame:
+def user_statistics_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
     """The user statistics frame from row tuples in USER_STATISTICS_DTYPES order (ids as
     dashed text, money quantized to 8 places as the metrics give it)."""
     money = [i for i, dtype in enumerate(USER_STATISTICS_DTYPES.values()) if dtype is MONEY_TOTAL]
 
-    def typed(row: tuple) -> tuple:
+    def typed(row: Sequence[Any]) -> tuple:
         values = list(row)
         values[0] = str(values[0])
         for i in money:
@@ -116,10 +109,10 @@ def requests_per_key_per_day_from_view(connection: Connection, since: object, un
     if split.whole_days:
         view = sa.table("mv_daily_api_key_usage", sa.column("day", sa.Date()), sa.column("api_key_id", sa.String()),
                         sa.column("requests"), sa.column("errors"), sa.column("rate_limited"))
-        rows = connection.execute(sa.select(view).where(view.c.day >= split.first_day,
+        rows: Sequence[Any] = connection.execute(sa.select(view).where(view.c.day >= split.first_day,
                                                         view.c.day < split.end_day)).all()
-        rows = [(datetime.combine(day, datetime.min.time(), timezone.utc), *rest) for day, *rest in rows]
-        parts.append(typed_frame(rows, PER_KEY_DAY_DTYPES))
+        days = [(datetime.combine(day, datetime.min.time(), timezone.utc), *rest) for day, *rest in rows]
+        parts.append(typed_frame(days, PER_KEY_DAY_DTYPES))
     table = pd.concat(parts, ignore_index=True) if parts else typed_frame([], PER_KEY_DAY_DTYPES)
     table = table.astype(PER_KEY_DAY_DTYPES)
     return table.sort_values(["day", "api_key_id"], na_position="last", kind="mergesort").reset_index(drop=True)

@@ -9,8 +9,8 @@ why the sort is done here rather than by the database.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Generator, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -81,10 +81,10 @@ def _to_pandas(frame: _Frame, columns: dict[str, pa.Array | pa.ChunkedArray], ou
     return pd.DataFrame(series)
 
 
-def _ordered_map(function: Callable[[Any], Any], items: Iterable[Any], workers: int = 2) -> Iterator[Any]:
+def _ordered_map(function: Callable[[Any], Any], items: Iterable[Any], workers: int = 2) -> Generator[Any, None, None]:
     """function(item) for each item, in order, on ``workers`` threads (Arrow releases the GIL)."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shivx-frames") as pool:
-        pending: deque = deque()
+        pending: deque[Future[Any]] = deque()
         try:
             for item in items:
                 pending.append(pool.submit(function, item))
@@ -122,7 +122,7 @@ def _convert(array: pa.ChunkedArray, column: _Column) -> pa.Array:
     return _arrow.to_text(array)
 
 
-def _rechunk(batches: Iterable[pa.Table], size: int) -> Iterator[pa.Table]:
+def _rechunk(batches: Iterable[pa.Table], size: int) -> Generator[pa.Table, None, None]:
     """Tables of exactly ``size`` rows (the last one shorter) from batches of any size."""
     pending: list[pa.Table] = []
     count = 0

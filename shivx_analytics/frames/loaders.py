@@ -8,10 +8,11 @@ shivx_analytics/frames/__init__.py and docs/performance.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from typing import Any, cast
 
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 
 from shivx_analytics.domain.money import DEFAULT_MONEY_MODE, MoneyMode, parse_money_mode
@@ -19,10 +20,10 @@ from shivx_analytics.models import OrderAction, OrderStatus, OrderType, Position
 from shivx_analytics.sources import Source
 
 from .arguments import DetailValue, _chunksize, _details_filter, _output_columns, _Window
-from .convert import _empty, _in_order, _ordered_map, _rechunk, _to_pandas, _typed, _joined
+from .convert import _empty, _in_order, _joined, _ordered_map, _rechunk, _to_pandas, _typed
 from .query import _Query
-from .schemas import API_KEYS, AUDIT_LOGS, ORDERS, POSITIONS, USERS
-from .targets import _batches, _resolve
+from .schemas import API_KEYS, AUDIT_LOGS, ORDERS, POSITIONS, USERS, _Frame
+from .targets import _batches, _resolve, _Target
 
 __all__ = ["load_positions", "load_orders", "load_audit_logs", "load_api_keys", "load_users"]
 
@@ -120,7 +121,7 @@ def load_api_keys(source: Source | None = None, *, user_id: Any = None, active: 
     query = _Query(API_KEYS)
     query.equals("user_id", user_id, "uuid")
     query.equals("is_active", active, "bool", argument="active")
-    return _load(query, source, None, None, money)
+    return cast(pd.DataFrame, _load(query, source, None, None, money))  # no chunksize: one frame
 
 
 def load_users(source: Source | None = None, *, user_id: Any = None, active: Any = None,
@@ -131,13 +132,14 @@ def load_users(source: Source | None = None, *, user_id: Any = None, active: Any
     query = _Query(USERS)
     query.equals("user_id", user_id, "uuid")
     query.equals("is_active", active, "bool", argument="active")
-    return _load(query, source, None, None, money)
+    return cast(pd.DataFrame, _load(query, source, None, None, money))  # no chunksize: one frame
 
 
 # Loading ------------------------------------------------------------------------------------
 
 
-def _load(query: _Query, source: Source, columns: Sequence[str] | None, chunksize: Any, money: Any):
+def _load(query: _Query, source: Source, columns: Sequence[str] | None, chunksize: Any,
+          money: Any) -> pd.DataFrame | Iterator[pd.DataFrame]:
     frame = query.frame
     output = _output_columns(frame, columns)
     size = _chunksize(chunksize)
@@ -165,7 +167,8 @@ def _load(query: _Query, source: Source, columns: Sequence[str] | None, chunksiz
     return _chunks(frame, target, batches, fetch, output, size, mode)
 
 
-def _chunks(frame, target, batches, fetch, output, size, mode) -> Iterator[pd.DataFrame]:
+def _chunks(frame: _Frame, target: _Target, batches: Generator[pa.Table, None, None], fetch: list[str],
+            output: list[str], size: int, mode: MoneyMode) -> Iterator[pd.DataFrame]:
     chunks = _ordered_map(lambda raw: _to_pandas(frame, _joined([_typed(frame, raw, output)]), output, mode),
                           _rechunk(batches, size))
     try:

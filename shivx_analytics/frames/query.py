@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -24,7 +24,12 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from .arguments import DetailValue, _parser, _values, _Window
 from .schemas import _Frame
 
-Bind = Callable[[Any, str], sa.ColumnElement]  # with .backend: 'sqlite' or 'postgresql'
+class Bind(Protocol):
+    """A bound value of a kind (uuid, time, bool, number, jsonb, text) for one backend."""
+
+    backend: str  # 'sqlite' or 'postgresql'
+
+    def __call__(self, value: Any, kind: str) -> sa.ColumnElement: ...
 
 
 @dataclass
@@ -108,8 +113,9 @@ def _binder(backend: str, *, inline: bool = False) -> Bind:
         if kind == "jsonb":
             return sa.cast(sa.bindparam(None, value, type_=sa.String()), JSONB)
         return sa.bindparam(None, value, type_=sa.String())
-    bind.backend = backend
-    return bind
+    typed = cast(Bind, bind)
+    typed.backend = backend
+    return typed
 
 
 def _pg_literal(value: Any, kind: str) -> str:
@@ -178,7 +184,7 @@ def _sqlite_time(value: datetime) -> str:
 
 
 def _positional(statement: sa.ClauseElement, dialect) -> tuple[str, list[Any]]:
-    compiled = statement.compile(dialect=dialect)
+    compiled: Any = statement.compile(dialect=dialect)  # a SQLCompiler: positiontup
     values = compiled.params  # computed afresh on every access: once, not once per parameter
     return str(compiled), [values[name] for name in (compiled.positiontup or [])]
 

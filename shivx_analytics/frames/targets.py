@@ -9,8 +9,9 @@ TypeError for anything else, are shivx_analytics/sources.py's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from typing import cast
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -85,18 +86,20 @@ def _from_connection(connection: Connection) -> _Target:
     return _Target(backend, url, statement_timeout_ms=_db.engine_settings(connection.engine).statement_timeout_ms)
 
 
-def _batches(target: _Target, query: _Query, fetch: list[str], size: int | None, *, ordered: bool) -> Iterator[pa.Table]:
+def _batches(target: _Target, query: _Query, fetch: list[str], size: int | None, *,
+             ordered: bool) -> Generator[pa.Table, None, None]:
     if target.connection is not None:
         return _rows_batches(target.connection, query.select(fetch, target.backend), query.frame, size)
+    url = cast(URL, target.url)  # set whenever connection is not
     if target.backend == "postgresql":
         if _duckdb_available():
-            return _duckdb_batches(target.url, query, fetch, size, ordered)
-        engine = sa.create_engine(target.url)
+            return _duckdb_batches(url, query, fetch, size, ordered)
+        engine = sa.create_engine(url)
         try:
             connection = engine.connect()
         except sa.exc.DBAPIError as exc:
             engine.dispose()
-            raise _unavailable(exc, target.url, query.frame) from None
+            raise _unavailable(exc, url, query.frame) from None
         target.cleanup += [engine.dispose, connection.close]
         return _rows_batches(connection, query.select(fetch, "postgresql"), query.frame, size)
-    return _sqlite_batches(target.url, query, fetch, size, ordered, target.statement_timeout_ms)
+    return _sqlite_batches(url, query, fetch, size, ordered, target.statement_timeout_ms)

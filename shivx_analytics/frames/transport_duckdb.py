@@ -11,7 +11,7 @@ import tempfile
 import threading
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -56,7 +56,7 @@ def _shut_down_sockets_to(servers: set[tuple[str | None, int]]) -> None:
     import os
     import socket
 
-    addresses = set()
+    addresses: set[str | tuple[str | int, int]] = set()
     for host, port in servers:
         if host is None or host.startswith("/"):
             addresses.add(f".s.PGSQL.{port}")
@@ -129,7 +129,7 @@ def _duckdb():
         return _duckdb_database
 
 
-def _duckdb_batches(url: URL, query: _Query, fetch: list[str], size: int | None, ordered: bool) -> Iterator[pa.Table]:
+def _duckdb_batches(url: URL, query: _Query, fetch: list[str], size: int | None, ordered: bool) -> Generator[pa.Table, None, None]:
     import duckdb
 
     frame = query.frame

@@ -8,7 +8,7 @@ writes, an in-memory SQLite database, or PostgreSQL without the duckdb packages.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -25,7 +25,7 @@ from .schemas import _Frame
 # Any backend, through a SQLAlchemy connection: the statement's column types convert each value
 # (Money -> Decimal, Uuid -> UUID, ...), then Arrow arrays are built per kind.
 
-def _rows_batches(connection: Connection, statement: sa.Select, frame: _Frame, size: int | None) -> Iterator[pa.Table]:
+def _rows_batches(connection: Connection, statement: sa.Select, frame: _Frame, size: int | None) -> Generator[pa.Table, None, None]:
     try:
         result = connection.execute(statement)
     except sa.exc.DBAPIError as exc:

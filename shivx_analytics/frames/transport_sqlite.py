@@ -6,7 +6,7 @@ transport_rows.py), each with its own driver, limits and failure modes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -34,7 +34,7 @@ _SQLITE_BATCH_ROWS = 65_536
 
 
 def _sqlite_batches(url: URL, query: _Query, fetch: list[str], size: int | None, ordered: bool,
-                    statement_timeout_ms: int | None = None) -> Iterator[pa.Table]:
+                    statement_timeout_ms: int | None = None) -> Generator[pa.Table, None, None]:
     import sqlite3
 
     frame = query.frame
@@ -54,7 +54,9 @@ def _sqlite_batches(url: URL, query: _Query, fetch: list[str], size: int | None,
     clock = None if statement_timeout_ms is None else _db.watch_statement_time(connection, statement_timeout_ms)
 
     def failed(exc: sqlite3.Error) -> LoadError:
-        reason = _db.statement_timeout_message(statement_timeout_ms) if clock and clock.fired else _first_line(exc)
+        fired = clock is not None and clock.fired
+        reason = (_db.statement_timeout_message(statement_timeout_ms) if fired and statement_timeout_ms is not None
+                  else _first_line(exc))
         return LoadError(f"loading {frame.name} from {mask_url(url)}: {reason}")
 
     try:
