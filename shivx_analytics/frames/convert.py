@@ -101,25 +101,17 @@ def _empty(fetch: list[str]) -> pa.Table:
     return pa.table({name: pa.nulls(0) for name in fetch})
 
 
+# A column kind's converter (_arrow.py); enums take their categories, any other kind is text.
+_CONVERTERS: dict[str, Callable[[pa.ChunkedArray], pa.Array]] = {
+    "id": _arrow.to_id, "money": _arrow.to_money, "float": _arrow.to_float, "time": _arrow.to_time,
+    "int": _arrow.to_int, "bool": _arrow.to_bool, "json": _arrow.to_json,
+}
+
+
 def _convert(array: pa.ChunkedArray, column: _Column) -> pa.Array:
-    kind = column.kind
-    if kind == "id":
-        return _arrow.to_id(array)
-    if kind == "money":
-        return _arrow.to_money(array)
-    if kind == "float":
-        return _arrow.to_float(array)
-    if kind == "time":
-        return _arrow.to_time(array)
-    if kind == "int":
-        return _arrow.to_int(array)
-    if kind == "bool":
-        return _arrow.to_bool(array)
-    if kind == "json":
-        return _arrow.to_json(array)
-    if kind == "enum":
+    if column.kind == "enum":
         return _arrow.to_enum(array, column.categories, column.name)
-    return _arrow.to_text(array)
+    return _CONVERTERS.get(column.kind, _arrow.to_text)(array)
 
 
 def _rechunk(batches: Iterable[pa.Table], size: int) -> Generator[pa.Table, None, None]:

@@ -118,10 +118,7 @@ def load_api_keys(source: Source | None = None, *, user_id: Any = None, active: 
     """API keys (never their hash), ordered by created_at then key_id; ``active`` filters is_active.
 
     No column is money: ``money`` is accepted (and checked) so every loader takes the same argument."""
-    query = _Query(API_KEYS)
-    query.equals("user_id", user_id, "uuid")
-    query.equals("is_active", active, "bool", argument="active")
-    return cast(pd.DataFrame, _load(query, source, None, None, money))  # no chunksize: one frame
+    return _load_of_users(API_KEYS, source, user_id, active, money)
 
 
 def load_users(source: Source | None = None, *, user_id: Any = None, active: Any = None,
@@ -129,7 +126,12 @@ def load_users(source: Source | None = None, *, user_id: Any = None, active: Any
     """Users (never their password hash), ordered by created_at then user_id.
 
     No column is money: ``money`` is accepted (and checked) so every loader takes the same argument."""
-    query = _Query(USERS)
+    return _load_of_users(USERS, source, user_id, active, money)
+
+
+def _load_of_users(frame: _Frame, source: Source, user_id: Any, active: Any, money: Any) -> pd.DataFrame:
+    """A whole frame filtered by user_id and is_active (``active``): API keys and users."""
+    query = _Query(frame)
     query.equals("user_id", user_id, "uuid")
     query.equals("is_active", active, "bool", argument="active")
     return cast(pd.DataFrame, _load(query, source, None, None, money))  # no chunksize: one frame
