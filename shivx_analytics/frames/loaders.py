@@ -28,7 +28,7 @@ from .targets import _batches, _resolve, _Target
 __all__ = ["load_positions", "load_orders", "load_audit_logs", "load_api_keys", "load_users"]
 
 
-def load_positions(source: Source | None = None, *, since: Any = None, until: Any = None, user_id: Any = None,
+def load_positions(source: Source = None, *, since: Any = None, until: Any = None, user_id: Any = None,
                    token: Any = None, status: Any = None, strategy: Any = None,
                    columns: Sequence[str] | None = None, chunksize: int | None = None,
                    money: MoneyMode | str = DEFAULT_MONEY_MODE) -> pd.DataFrame | Iterator[pd.DataFrame]:
@@ -54,7 +54,7 @@ def load_positions(source: Source | None = None, *, since: Any = None, until: An
     return _load(query, source, columns, chunksize, money)
 
 
-def load_orders(source: Source | None = None, *, since: Any = None, until: Any = None, user_id: Any = None,
+def load_orders(source: Source = None, *, since: Any = None, until: Any = None, user_id: Any = None,
                 token: Any = None, status: Any = None, action: Any = None, order_type: Any = None,
                 position_id: Any = None, columns: Sequence[str] | None = None, chunksize: int | None = None,
                 money: MoneyMode | str = DEFAULT_MONEY_MODE) -> pd.DataFrame | Iterator[pd.DataFrame]:
@@ -76,7 +76,7 @@ def load_orders(source: Source | None = None, *, since: Any = None, until: Any =
     return _load(query, source, columns, chunksize, money)
 
 
-def load_audit_logs(source: Source | None = None, *, since: Any = None, until: Any = None, event_type: Any = None,
+def load_audit_logs(source: Source = None, *, since: Any = None, until: Any = None, event_type: Any = None,
                     user_id: Any = None, ip_address: Any = None, success: Any = None,
                     request_id: Any = None, details: Mapping[str, DetailValue] | None = None,
                     columns: Sequence[str] | None = None, chunksize: int | None = None,
@@ -113,7 +113,7 @@ def load_audit_logs(source: Source | None = None, *, since: Any = None, until: A
     return _load(query, source, columns, chunksize, money)
 
 
-def load_api_keys(source: Source | None = None, *, user_id: Any = None, active: Any = None,
+def load_api_keys(source: Source = None, *, user_id: Any = None, active: Any = None,
                   money: MoneyMode | str = DEFAULT_MONEY_MODE) -> pd.DataFrame:
     """API keys (never their hash), ordered by created_at then key_id; ``active`` filters is_active.
 
@@ -121,7 +121,7 @@ def load_api_keys(source: Source | None = None, *, user_id: Any = None, active: 
     return _load_of_users(API_KEYS, source, user_id, active, money)
 
 
-def load_users(source: Source | None = None, *, user_id: Any = None, active: Any = None,
+def load_users(source: Source = None, *, user_id: Any = None, active: Any = None,
                money: MoneyMode | str = DEFAULT_MONEY_MODE) -> pd.DataFrame:
     """Users (never their password hash), ordered by created_at then user_id.
 
