@@ -110,7 +110,7 @@ def requests_per_key_per_day_from_view(connection: Connection, since: object, un
         view = sa.table("mv_daily_api_key_usage", sa.column("day", sa.Date()), sa.column("api_key_id", sa.String()),
                         sa.column("requests"), sa.column("errors"), sa.column("rate_limited"))
         rows: Sequence[Any] = connection.execute(sa.select(view).where(view.c.day >= split.first_day,
-                                                        view.c.day < split.end_day)).all()
+                                                                       view.c.day < split.end_day)).all()
         days = [(datetime.combine(day, datetime.min.time(), timezone.utc), *rest) for day, *rest in rows]
         parts.append(typed_frame(days, PER_KEY_DAY_DTYPES))
     table = pd.concat(parts, ignore_index=True) if parts else typed_frame([], PER_KEY_DAY_DTYPES)
