@@ -11,7 +11,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 
 import shivx_analytics.models  # noqa: F401  (registers every table on the metadata)
-import shivx_analytics.chain_checkpoints  # noqa: F401  (the chain checkpoints' table, revision 0008)
 from shivx_analytics.db import comparison_options, mask_url, normalize_url, resolve_url
 from shivx_analytics.models import metadata
 

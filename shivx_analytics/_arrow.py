@@ -1,6 +1,6 @@
 """Arrow helpers of the loaders: raw driver columns -> the frames' exact types, derived money.
 
-frames.py fetches Arrow from one of three places (DuckDB's postgres scanner, ADBC's SQLite
+frames/ fetches Arrow from one of three places (DuckDB's postgres scanner, ADBC's SQLite
 driver, or rows through a SQLAlchemy connection) and each hands over a column in its own
 physical form. Every converter here accepts all of those forms and returns one Arrow type:
 

@@ -30,24 +30,22 @@ Rows before it are not read again: the result says so (``scope``, ``checkpoint``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
 from shivx_analytics import chain_checkpoints as checkpoints
 from shivx_analytics.chain_checkpoints import Checkpoint
-from shivx_analytics.db import create_engine, mask_url
+from shivx_analytics.db import mask_url
 from shivx_analytics.models import SecurityAuditLog
 from shivx_analytics.models.audit_chain import (
     CHAIN_TABLE, GENESIS_HASH, HASHED_FIELDS, append_audit_entries, canonical_values, row_hash,
     security_audit_chain, uuid_text,
 )
+from shivx_analytics.sources import read_connection as _connection  # one snapshot of the source
 
 __all__ = ["ChainVerification", "verify_audit_chain", "append_audit_entries"]
 
@@ -288,26 +286,3 @@ def _sqlite_time(text: Any) -> Any:
             return text  # not a time: the row is reported, as it cannot hash as written
         return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed
     return text
-
-
-@contextmanager
-def _connection(source: Any) -> Iterator[Connection]:
-    if isinstance(source, Connection):
-        yield source
-    elif isinstance(source, Session):
-        if source.autoflush and (source.new or source.dirty or source.deleted):
-            source.flush()
-        yield source.connection()
-    elif isinstance(source, Engine):
-        with source.connect() as connection:
-            yield connection
-    elif isinstance(source, (str, URL)):
-        engine = create_engine(source)
-        try:
-            with engine.connect() as connection:
-                yield connection
-        finally:
-            engine.dispose()
-    else:
-        raise TypeError(f"source must be an Engine, a Connection, a Session or a database URL, "
-                        f"not {type(source).__name__}")

@@ -40,31 +40,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.orm import Session
 
-from shivx_analytics.models.base import metadata, utcnow
-from shivx_analytics.types import UTCDateTime
+from shivx_analytics.models.audit_chain import CHECKPOINT_TABLE, chain_checkpoints
+from shivx_analytics.models.base import utcnow
 
 __all__ = ["CHECKPOINT_TABLE", "Checkpoint", "CheckpointRecord", "CheckpointRefused", "chain_checkpoints",
            "latest_checkpoint", "all_checkpoints", "record_checkpoint", "checkpoint_trigger_sql",
            "drop_checkpoint_trigger_sql", "checkpoint_trigger_names"]
 
-CHECKPOINT_TABLE = "security_audit_chain_checkpoints"
 AUDIT_TABLE = "security_audit_logs"
 CHAIN_TABLE = "security_audit_chain"
 CHECKPOINT_REFUSED = "security_audit_chain_checkpoints is append-only"
 CHECKPOINT_OFF_CHAIN = "a chain checkpoint must name a row of the log, at or after the latest checkpoint"
-
-chain_checkpoints = sa.Table(
-    CHECKPOINT_TABLE, metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("chain_seq", sa.BigInteger, nullable=False),
-    sa.Column("row_hash", sa.String(64), nullable=False),
-    sa.Column("verified_from", sa.BigInteger, nullable=False),
-    sa.Column("recorded_at", UTCDateTime(), nullable=False),
-    sa.Column("recorded_by", sa.String(128), nullable=True),
-    sa.CheckConstraint("chain_seq >= 1", name="chain_seq_positive"),
-    sa.CheckConstraint("verified_from >= 1 AND verified_from <= chain_seq + 1", name="verified_from_range"),
-)
-
 
 @dataclass(frozen=True)
 class Checkpoint:

@@ -711,7 +711,6 @@ def schema_problems(url: str | URL | None = None) -> list[str]:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from shivx_analytics import chain_checkpoints  # noqa: F401  (registers its table on the metadata)
     from shivx_analytics.models import metadata
 
     problems = []

@@ -19,7 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 import shivx_analytics as sx
-from shivx_analytics import frames
+from shivx_analytics.frames import arguments, schemas
+from shivx_analytics.frames import query as frames_sql
 from shivx_analytics.models import append_audit_entries
 
 T0 = datetime(2025, 10, 1, tzinfo=timezone.utc)
@@ -199,10 +200,10 @@ def test_inline_literals_read_back_exactly_whatever_the_string_settings(backend,
         for setting in ("on", "off"):
             connection.exec_driver_sql(f"SET standard_conforming_strings = {setting}")
             for value in values:
-                literal = frames._pg_literal(value, "text")
+                literal = frames_sql._pg_literal(value, "text")
                 assert literal.isascii() and literal.isprintable(), literal
                 assert connection.exec_driver_sql(f"SELECT {literal}::text").scalar_one() == value
-                document = frames._pg_literal(json.dumps({"k": value}), "jsonb")
+                document = frames_sql._pg_literal(json.dumps({"k": value}), "jsonb")
                 assert connection.exec_driver_sql(f"SELECT ({document})->>'k'").scalar_one() == value
 
 
@@ -249,12 +250,12 @@ def test_postgresql_answers_a_details_filter_from_the_gin_index(backend, engine,
         assert after > before, "the details filter did not use the GIN index on details"
 
         plan = "\n".join(connection.exec_driver_sql(
-            "EXPLAIN " + frames._compiled_inline(frames_query({"key_id": "key-7"}))).scalars())
+            "EXPLAIN " + frames_sql._compiled_inline(frames_query({"key_id": "key-7"}))).scalars())
         assert "details" in plan and "Bitmap Index Scan" in plan, plan
 
 
 def frames_query(details):
     """The statement the DuckDB path sends PostgreSQL for a details filter (for EXPLAIN)."""
-    query = frames._Query(frames.AUDIT_LOGS)
-    query.contains("details", frames._details_filter(details))
+    query = frames_sql._Query(schemas.AUDIT_LOGS)
+    query.contains("details", arguments._details_filter(details))
     return query.select(["log_id", "timestamp", "details"], "postgresql", ordered=False, inline=True)

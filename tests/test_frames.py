@@ -26,7 +26,7 @@ from sqlalchemy.pool import StaticPool
 
 from _databases import BACKENDS, copy_migrated_database, drop_postgres_database, require_backend
 import shivx_analytics as sx
-from shivx_analytics import frames
+from shivx_analytics import _arrow, frames
 from shivx_analytics.db import DatabaseUnavailable, create_engine, mask_url, normalize_url
 from shivx_analytics.models import (
     APIKey, APIKeyCreate, Order, OrderCreate, Position, PositionCreate, PositionStatus, SecurityAuditLog, User,
@@ -422,24 +422,24 @@ def test_exact_money_arithmetic_matches_python_decimal_to_the_last_digit():
         ctx.prec = 60
         # every quotient and product of NUMERIC(20,8) values fits decimal128(38, 8): none is refused
         quotients = [(x / y).quantize(quantum) for x, y in zip(a, b)]
-        got = frames._arrow.money_quotient(left, right, "q")
+        got = _arrow.money_quotient(left, right, "q")
         assert got.type == pa.decimal128(38, 8) and got.to_pylist() == quotients
         assert max(abs(q) for q in quotients) >= 10**12  # beyond NUMERIC(20,8): loads all the same
         products = [(x * y).quantize(quantum) for x, y in zip(a, b)]
-        got = frames._arrow.money_product(left, right, "p")
+        got = _arrow.money_product(left, right, "p")
         assert got.type == pa.decimal128(38, 8) and got.to_pylist() == products
         assert max(abs(p) for p in products) >= 10**20
         small_values = money(len(b), max_digits=6)
         small = pa.array(small_values, pa.decimal128(20, 8))
         products = [(x * y).quantize(quantum) for x, y in zip(small_values, b)]
-        assert frames._arrow.money_product(small, right, "p").to_pylist() == products  # the decimal128 kernels
-    assert frames._arrow.money_quotient(pa.array([Decimal("0.00000001")], pa.decimal128(20, 8)),
+        assert _arrow.money_product(small, right, "p").to_pylist() == products  # the decimal128 kernels
+    assert _arrow.money_quotient(pa.array([Decimal("0.00000001")], pa.decimal128(20, 8)),
                                         pa.array([Decimal("1.99999999")], pa.decimal128(20, 8)), "q")[0].as_py() \
         == Decimal("0.00000001")  # 0.0000000050000000125... lies above the tie
     largest = pa.array([Decimal("999999999999.99999999")], pa.decimal128(20, 8))
-    assert frames._arrow.money_product(largest, largest, "position_value")[0].as_py() \
+    assert _arrow.money_product(largest, largest, "position_value")[0].as_py() \
         == Decimal("999999999999999999980000.00000000")  # exactly ...980000.0000000000000001: rounded once
-    assert frames._arrow.money_quotient(largest, pa.array([Decimal("0.00000001")], pa.decimal128(20, 8)),
+    assert _arrow.money_quotient(largest, pa.array([Decimal("0.00000001")], pa.decimal128(20, 8)),
                                         "executed_price")[0].as_py() == Decimal("99999999999999999999.00000000")
 
 

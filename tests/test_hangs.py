@@ -24,11 +24,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 import shivx_analytics as sx
-from shivx_analytics import db, frames
+from shivx_analytics import db
 from shivx_analytics.config import Settings
 from shivx_analytics.db import DatabaseUnavailable, RunTimeout, create_async_engine, create_engine
 from shivx_analytics.deadline import GRACE_S, time_limit
 from shivx_analytics.frames import LoadError
+from shivx_analytics.frames.targets import _resolve
+from shivx_analytics.frames.transport_duckdb import _libpq_uri
 
 from _databases import POSTGRES_URL, POSTGRESQL_ONLY, seeded_postgres_database
 from _proxy import FreezingProxy
@@ -90,7 +92,7 @@ def test_every_postgresql_connection_path_gets_a_connect_timeout_and_keepalives(
     assert {k: str(psycopg_args[k]) for k in KEEPALIVES} == KEEPALIVES
     # the loaders' DuckDB path (libpq) and their row-by-row fallback read the source's URL
     for source in (url, engine):
-        libpq = frames._libpq_uri(frames._resolve(source).url)
+        libpq = _libpq_uri(_resolve(source).url)
         assert all(f"{k}={v}" in libpq for k, v in KEEPALIVES.items()), libpq
     async_engine = create_async_engine(url, settings=Settings(connect_timeout_s=7))
     assert driver_arguments(async_engine.sync_engine)["timeout"] == 7  # asyncpg's connect timeout

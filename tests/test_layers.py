@@ -30,11 +30,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("demo", "roles", "controls"),
     ("aggregates",),
     ("metrics",),
-    ("frames", "audit_chain", "_arrow"),
-    ("source", "deadline"),
-    ("db", "config", "partitions"),
+    ("frames", "audit_chain", "chain_checkpoints", "_arrow"),
+    ("sources", "deadline"),
+    ("db", "partitions"),
     ("models", "types"),
     ("security", "triggers"),
+    ("config",),
     ("domain",),
 )
 

@@ -18,7 +18,9 @@ from sqlalchemy.orm import Session
 import shivx_analytics as sx
 from shivx_analytics import partitions
 from shivx_analytics.db import create_engine, downgrade, migrate
-from shivx_analytics.frames import AUDIT_LOGS, _Query, _Window
+from shivx_analytics.frames.arguments import _Window
+from shivx_analytics.frames.query import _Query
+from shivx_analytics.frames.schemas import AUDIT_LOGS
 from shivx_analytics.models import SecurityAuditLog
 
 AS_OF = "2025-10-28T00:00:00Z"

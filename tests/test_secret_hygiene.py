@@ -309,7 +309,7 @@ def test_secret_query_parameters_stay_out_of_every_engine_rendering(backend, db_
     driver, the loaders' DuckDB transport and the migrations still receive it."""
     import asyncio
 
-    from shivx_analytics import frames
+    from shivx_analytics.frames.transport_duckdb import _libpq_uri
 
     url = _with_query_secrets(db_url)
     secrets = (QUERY_PASSWORD, QUERY_SSL_PASSWORD, quote(QUERY_SSL_PASSWORD, safe=""))
@@ -331,7 +331,7 @@ def test_secret_query_parameters_stay_out_of_every_engine_rendering(backend, db_
                 await async_engine.dispose()
 
         assert asyncio.run(connect()) == 1  # asyncpg reads it from the DSN of its connect_args
-        assert f"sslpassword={quote(QUERY_SSL_PASSWORD, safe='')}" in frames._libpq_uri(engine.url)
+        assert f"sslpassword={quote(QUERY_SSL_PASSWORD, safe='')}" in _libpq_uri(engine.url)
         assert sx.load_orders(engine).empty and sx.load_orders(url).empty  # DuckDB connects with it
         shown["logs"] = debug_logs()
         leaks = [(where, secret) for where, text in shown.items() for secret in secrets if secret in text]

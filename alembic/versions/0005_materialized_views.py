@@ -30,12 +30,12 @@ down_revision: Union[str, Sequence[str], None] = "0004"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
-# Text of details.<key> as frames._detail reads it: a JSON string as is, any other value as JSON text.
+# Text of details.<key> as frames.schemas._detail reads it: a JSON string as is, any other value as JSON text.
 KEY_ID = ("CASE jsonb_typeof(details -> 'key_id') WHEN 'string' THEN details ->> 'key_id' "
           "WHEN 'null' THEN NULL ELSE (details -> 'key_id')::text END")
 REASON = ("CASE jsonb_typeof(details -> 'reason') WHEN 'string' THEN details ->> 'reason' "
           "WHEN 'null' THEN NULL ELSE (details -> 'reason')::text END")
-# details.status_code as an integer: a JSON integer, or a string of digits (frames._detail).
+# details.status_code as an integer: a JSON integer, or a string of digits (frames.schemas._detail).
 STATUS = ("CASE WHEN jsonb_typeof(details -> 'status_code') = 'number' "
           "AND (details ->> 'status_code') ~ '^-?[0-9]+$' THEN (details ->> 'status_code')::numeric "
           "WHEN jsonb_typeof(details -> 'status_code') = 'string' "

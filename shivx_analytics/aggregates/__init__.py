@@ -1,6 +1,6 @@
 """Report aggregates computed in PostgreSQL (push-down) or read from its materialized views.
 
-The frames layer, like frames.py: SQL in, typed DataFrames out, each the same frame the
+The frames layer, like frames/: SQL in, typed DataFrames out, each the same frame the
 metrics functions compute from loaded rows. Reports choose a path with ``choose_path`` and
 never write SQL themselves.
 """

@@ -1,5 +1,6 @@
-"""What the push-down functions share: the connection they read through, the choice between
-the pandas path and PostgreSQL, and SQL twins of the formulas the frames compute in Arrow.
+"""What the push-down functions share: the connection they read through (sources.read_connection,
+one snapshot), the choice between the pandas path and PostgreSQL, and SQL twins of the formulas
+the frames compute in Arrow.
 
 The push-down functions return exactly what the metrics functions return from loaded frames
 (same index, columns and dtypes; money exact). Floats that PostgreSQL computes from exact
@@ -8,63 +9,25 @@ NUMERIC sums (means) can differ from numpy's in the last bits; tests compare the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
 from shivx_analytics.config import get_settings
 from shivx_analytics.metrics._common import timestamp
+from shivx_analytics.sources import read_connection
+
+__all__ = ["PATHS", "PushdownUnavailable", "read_connection", "backend_of", "estimated_rows", "choose_path",
+           "instant", "money", "utc_date", "DaySplit", "split_days"]
 
 PATHS = ("pandas", "pushdown", "views")
 
 
 class PushdownUnavailable(ValueError):
     """Push-down (or the materialized views) was asked for on a database that cannot do it."""
-
-
-@contextmanager
-def read_connection(source: Any) -> Iterator[Connection]:
-    """A SQLAlchemy Connection for ``source`` (Engine, Connection, Session or URL); one opened
-    here reads one snapshot and is closed (and its engine disposed) on exit. A Connection or
-    Session given is used as it is (its transaction, its isolation)."""
-    if isinstance(source, Connection):
-        yield source
-        return
-    if isinstance(source, Session):
-        yield source.connection()
-        return
-    if isinstance(source, Engine):
-        with _snapshot(source) as connection:
-            yield connection
-        return
-    if isinstance(source, (str, URL)):
-        from shivx_analytics import db
-
-        engine = db.create_engine(source)
-        try:
-            with _snapshot(engine) as connection:
-                yield connection
-        finally:
-            engine.dispose()
-        return
-    raise TypeError(f"source must be an Engine, a Connection, a Session or a database URL, not {type(source).__name__}")
-
-
-@contextmanager
-def _snapshot(engine: Engine) -> Iterator[Connection]:
-    """A connection whose statements all read one snapshot (PostgreSQL: REPEATABLE READ, read
-    only), so the several statements of a push-down agree with each other as one load would."""
-    options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True} \
-        if engine.dialect.name == "postgresql" else {}
-    with engine.connect().execution_options(**options) as connection:
-        yield connection
 
 
 def backend_of(connection: Connection) -> str:

@@ -18,7 +18,7 @@ statement filters ``timestamp`` with the window's two bounds, so PostgreSQL prun
 log's monthly partitions. Only aggregates (and the rows of row-level tables) leave the database;
 counts and ratios are computed from them exactly as the metrics compute them.
 
-details.key_id, status_code and reason are read as the loader reads them (frames.py): a status
+details.key_id, status_code and reason are read as the loader reads them (frames/schemas.py): a status
 code is a JSON integer or a string of digits (404.0, true or "4o4" is none); a key_id or reason
 is its string, or PostgreSQL's text of another JSON value. Where the two readings can differ is
 outside what the event vocabulary writes: a key_id that is a fraction, an object or an array
@@ -66,7 +66,7 @@ __all__ = [
     "key_utilization", "keys_near_limit",
 ]
 
-_AUDIT = SecurityAuditLog.__table__
+_AUDIT = SecurityAuditLog.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__
 _UTC_TIME = "datetime64[us, UTC]"
 _MICROSECOND = pd.Timedelta(microseconds=1)
 PER_KEY_DAY_DTYPES = {"day": _UTC_TIME, "api_key_id": "string", "requests": "Int64", "errors": "Int64",
@@ -101,7 +101,7 @@ def security_summary(source: Any, since: object, until: object, users: pd.DataFr
     statement = sa.select(*[sa.func.count().filter(condition) for condition in (failed, lockout, denied)]).where(
         *_in_window(since, until), t.c.event_type.in_([_text("authentication"), _text("authorization")]))
     with _postgresql(source) as connection:
-        failures, lockout_events, denials = connection.execute(statement).one()
+        failures, lockout_events, denials = connection.execute(statement).one()  # type: ignore[misc]
         suspects = brute_force_suspects(connection, since, until, min_failures, window)
         after = success_after_failures(connection, since, until, window)
     return {

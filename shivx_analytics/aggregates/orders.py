@@ -12,7 +12,7 @@ until=until)`` (same index, categories, columns, dtypes, None and NA), computed 
 the frames' formulas:
 
 - total_value: buy -> amount_in; executed sell with amount_out -> amount_out; else
-  money(amount_in x price), rounded as the frames round (frames._total_value).
+  money(amount_in x price), rounded as the frames round (frames/schemas.py, _total_value).
 - slippage_actual and latency as float8 (PostgreSQL converts NUMERIC to float8 correctly
   rounded, as the loaders do); latency = extract(epoch from executed_at - created_at), exact.
 - days: UTC calendar days of timezone('UTC', t), whatever the session's TimeZone.
@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, RowMapping
 
-from shivx_analytics.frames import ORDERS, _binder, _Query, _Window
+from shivx_analytics.frames.arguments import _Window
+from shivx_analytics.frames.query import _binder, _Query
+from shivx_analytics.frames.schemas import ORDERS
 from shivx_analytics.metrics._common import (
     Distribution, counts, day_index, float_or_none, money_series, money_sum, nullable_floats, ratio,
 )
@@ -56,8 +58,8 @@ __all__ = ["Histogram", "ExecutionAggregates", "execution_aggregates", "orders_w
 
 HISTOGRAM_BINS = 50
 _QUANTILES = [0.5, 0.95]
-_FLOAT = sa.Double()
-_FLOATS = ARRAY(sa.Double())
+_FLOAT: sa.Double[float] = sa.Double()
+_FLOATS: ARRAY[float] = ARRAY(sa.Double())
 _EXACT = sa.Numeric(asdecimal=True)
 # Transaction-local settings for these statements (1M orders, this 2-core machine): JIT compiled
 # each of them for 0.5-1.6 s, more than it saved; with the default 4MB work_mem the sorts of the
@@ -196,7 +198,7 @@ def _orders(window: _Window) -> sa.Subquery:
 
 
 def _total_value(t: sa.Table, bind) -> sa.ColumnElement:
-    """SQL twin of frames._total_value (Order.total_value)."""
+    """SQL twin of frames.schemas._total_value (Order.total_value)."""
     return sa.type_coerce(sa.case(
         (t.c.action == bind("buy", "text"), t.c.amount_in),
         (sa.and_(t.c.status == bind("executed", "text"), t.c.amount_out.is_not(None)), t.c.amount_out),
@@ -306,7 +308,7 @@ def _slippage_breakdowns(rows: Sequence[RowMapping]) -> dict[str, pd.DataFrame]:
             empty = SlippageStats(0, Distribution(0, None, None, None, None), 0, None)
             keys = list(categories)
             stats = [found.get(key, empty) for key in keys]
-            index = pd.CategoricalIndex(keys, categories=pd.CategoricalDtype(list(categories)).categories, name=by)
+            index: pd.Index = pd.CategoricalIndex(keys, categories=pd.CategoricalDtype(list(categories)).categories, name=by)
         else:
             keys = sorted(found)
             stats = [found[key] for key in keys]
@@ -376,4 +378,4 @@ def _edges(low: float | None, high: float | None, count: int) -> np.ndarray:
     """numpy.histogram's bin edges for a sample with this min and max (empty without values)."""
     if count == 0:
         return np.empty(0, dtype="float64")
-    return np.histogram_bin_edges(np.empty(0, dtype="float64"), bins=HISTOGRAM_BINS, range=(low, high))
+    return np.histogram_bin_edges(np.empty(0, dtype="float64"), bins=HISTOGRAM_BINS, range=(cast(float, low), cast(float, high)))

@@ -10,6 +10,7 @@ loaders round it.
 from __future__ import annotations
 
 from datetime import date
+from typing import cast
 
 import pandas as pd
 import sqlalchemy as sa
@@ -21,7 +22,7 @@ from shivx_analytics.models import Position, PositionStatus
 from ._common import instant, money, split_days, utc_date
 
 REALIZED = (PositionStatus.CLOSED.value, PositionStatus.LIQUIDATED.value)
-_POSITIONS = Position.__table__
+_POSITIONS = Position.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__
 
 
 def closed_positions_rows(since: object, until: object) -> sa.Select:
@@ -57,7 +58,7 @@ def daily_realized_pnl_from_view(connection: Connection, since: object, until: o
         sums.update(connection.execute(statement).all())
     for start, stop in split.partial:
         partial = daily_realized_pnl(connection, start, stop)
-        sums.update({k.date(): v for k, v in partial.items() if v != ZERO})
+        sums.update({cast(pd.Timestamp, k).date(): v for k, v in partial.items() if v != ZERO})
     return _daily_series(sums, since, until)
 
 

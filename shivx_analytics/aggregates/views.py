@@ -20,18 +20,18 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
 from shivx_analytics.metrics._common import MONEY_TOTAL, quantize, typed_frame
 from shivx_analytics.models import PositionStatus, metadata
+from shivx_analytics.sources import Source, write_transaction
 
 from ._common import read_connection, split_days
 
 VIEW_NAMES = ("mv_daily_trading_performance", "mv_daily_api_key_usage", "mv_user_statistics")
 REFRESH_RECORD = "shivx refresh "  # the comment refresh_in writes on a view starts with this
 
-USER_STATISTICS_DTYPES = {
+USER_STATISTICS_DTYPES: dict[str, Any] = {
     "user_id": "string", "username": "string", "is_active": "boolean",
     "positions": "Int64", "open_positions": "Int64", "closed_positions": "Int64",
     "realized_pnl": MONEY_TOTAL, "wins": "Int64", "losses": "Int64",
@@ -52,22 +52,14 @@ def has_views(connection: Connection) -> bool:
     return found == len(VIEW_NAMES)
 
 
-def refresh_views(source: Any, *, concurrently: bool = True) -> dict[str, float]:
+def refresh_views(source: Source, *, concurrently: bool = True) -> dict[str, float]:
     """Refresh every materialized view (CONCURRENTLY: readers are not blocked); returns the
-    seconds each took. A URL or Engine is refreshed in a transaction of its own, committed here;
-    a Connection or Session in the caller's. Raises ValueError on SQLite (no views there)."""
-    if isinstance(source, (Connection, Session)):
-        connection = source if isinstance(source, Connection) else source.connection()
+    seconds each took. In sources.write_transaction: a URL, None (the primary database) or an
+    Engine is refreshed in a transaction of its own, committed here; a Session or a Connection
+    in a transaction in the caller's, which the caller commits (a Connection not in one: begun
+    and committed here). Raises ValueError on SQLite (no views there)."""
+    with write_transaction(source) as connection:
         return _refresh_checked(connection, concurrently)
-    from shivx_analytics import db
-
-    engine = source if isinstance(source, Engine) else db.create_engine(source)
-    try:
-        with engine.begin() as connection:
-            return _refresh_checked(connection, concurrently)
-    finally:
-        if engine is not source:
-            engine.dispose()
 
 
 def _refresh_checked(connection: Connection, concurrently: bool) -> dict[str, float]:
@@ -252,10 +244,10 @@ def requests_per_key_per_day_from_view(connection: Connection, since: object, un
     if split.whole_days:
         view = sa.table("mv_daily_api_key_usage", sa.column("day", sa.Date()), sa.column("api_key_id", sa.String()),
                         sa.column("requests"), sa.column("errors"), sa.column("rate_limited"))
-        rows = connection.execute(sa.select(view).where(view.c.day >= split.first_day,
-                                                        view.c.day < split.end_day)).all()
-        rows = [(datetime.combine(day, datetime.min.time(), timezone.utc), *rest) for day, *rest in rows]
-        parts.append(typed_frame(rows, PER_KEY_DAY_DTYPES))
+        rows: Sequence[Any] = connection.execute(sa.select(view).where(view.c.day >= split.first_day,
+                                                                       view.c.day < split.end_day)).all()
+        days = [(datetime.combine(day, datetime.min.time(), timezone.utc), *rest) for day, *rest in rows]
+        parts.append(typed_frame(days, PER_KEY_DAY_DTYPES))
     table = pd.concat(parts, ignore_index=True) if parts else typed_frame([], PER_KEY_DAY_DTYPES)
     table = table.astype(PER_KEY_DAY_DTYPES)
     return table.sort_values(["day", "api_key_id"], na_position="last", kind="mergesort").reset_index(drop=True)

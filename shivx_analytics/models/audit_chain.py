@@ -54,6 +54,7 @@ from sqlalchemy.orm import Session
 
 from shivx_analytics.models.audit_log import SecurityAuditLog
 from shivx_analytics.models.base import metadata, new_uuid, utcnow
+from shivx_analytics.types import UTCDateTime
 
 __all__ = [
     "GENESIS_HASH", "CHAIN_TABLE", "HASHED_FIELDS", "security_audit_chain",
@@ -78,6 +79,22 @@ security_audit_chain = sa.Table(
 # migrations insert it themselves.
 sa.event.listen(security_audit_chain, "after_create", sa.DDL(
     f"INSERT INTO {CHAIN_TABLE} (id, last_seq, last_hash) VALUES (1, 0, '{GENESIS_HASH}')"))
+
+
+# Verified positions of the chain (revision 0008; append-only, owner-written): verification
+# starts after the latest one (shivx_analytics/chain_checkpoints.py, docs/security.md).
+CHECKPOINT_TABLE = "security_audit_chain_checkpoints"
+chain_checkpoints = sa.Table(
+    CHECKPOINT_TABLE, metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("chain_seq", sa.BigInteger, nullable=False),
+    sa.Column("row_hash", sa.String(64), nullable=False),
+    sa.Column("verified_from", sa.BigInteger, nullable=False),
+    sa.Column("recorded_at", UTCDateTime(), nullable=False),
+    sa.Column("recorded_by", sa.String(128), nullable=True),
+    sa.CheckConstraint("chain_seq >= 1", name="chain_seq_positive"),
+    sa.CheckConstraint("verified_from >= 1 AND verified_from <= chain_seq + 1", name="verified_from_range"),
+)
 
 
 # What is hashed ------------------------------------------------------------------------------

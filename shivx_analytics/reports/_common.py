@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from shivx_analytics import db
+from shivx_analytics import db, sources
 from shivx_analytics.domain import window
 
 DEFAULT_LOOKBACK = pd.Timedelta(window.DEFAULT_LOOKBACK)
@@ -35,19 +35,8 @@ def opened(source: Any) -> Iterator[Engine | Connection | Session]:
     """The source as the loaders take it; a URL becomes one engine for the whole report, and so
     does None: the analytics database (db.analytics_url(): SHIVX_ANALYTICS_DATABASE_URL, else
     SHIVX_DATABASE_URL, else the local SQLite file)."""
-    if isinstance(source, (Engine, Connection, Session)):
-        yield source
-        return
-    if source is not None and not isinstance(source, (str, URL)):
-        raise TypeError(
-            f"source must be a SQLAlchemy Engine, Connection, Session or a database URL, "
-            f"got {type(source).__name__}"
-        )
-    engine = db.create_engine(db.analytics_url(source))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
+    with sources.opened(source) as handle:
+        yield handle
 
 
 def database_label(source: Any) -> str:

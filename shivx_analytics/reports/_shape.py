@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 import pandas as pd
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from shivx_analytics import aggregates
@@ -97,7 +96,7 @@ class ReportShape(Generic[Shared, Inputs]):
     load: Callable[[Context, Shared], Inputs]
     compute: Callable[[Context, Shared], Inputs]
     assemble: Callable[[Inputs, Context], Report]
-    window_rows: Callable[[pd.Timestamp, pd.Timestamp], sa.Select]
+    window_rows: Callable[[pd.Timestamp, pd.Timestamp], Any]  # the SELECT aggregates plans to count rows
     views: tuple[str, ...] = ()
     shared: Callable[[Context], tuple[Shared, Context]] | None = None
 
