@@ -262,7 +262,7 @@ def test_the_checker_catches_an_upward_lazy_import():
     problems = check("shivx_analytics.models.order", "def f():\n    from shivx_analytics.frames import load_orders\n")
     assert problems == [
         "shivx_analytics.models.order (line 2) imports shivx_analytics.frames: an upward import, from the layer "
-        "models / types to the layer above it frames / audit_chain / _arrow (rule: imports only point downward, "
+        "models / types to the layer above it frames / audit_chain / chain_checkpoints / _arrow (rule: imports only point downward, "
         f"{DOC})"]
 
 
