@@ -50,7 +50,7 @@ from shivx_analytics.sources import read_connection as _connection  # one snapsh
 __all__ = ["ChainVerification", "verify_audit_chain", "append_audit_entries"]
 
 BATCH_ROWS = 10_000
-_LOGS: sa.Table = SecurityAuditLog.__table__  # type: ignore[attr-defined]
+_LOGS: sa.Table = SecurityAuditLog.__table__
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def newest_row_time(source: Any = None) -> datetime | None:
         from shivx_analytics import db
 
         source = db.analytics_url()
-    orders, positions, audit = Order.__table__, Position.__table__, SecurityAuditLog.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__
+    orders, positions, audit = Order.__table__, Position.__table__, SecurityAuditLog.__table__
     newest = [sa.select(sa.func.max(column)).scalar_subquery() for column in (
         orders.c.created_at, positions.c.opened_at, positions.c.closed_at, audit.c.timestamp)]
     with read_connection(source) as connection:

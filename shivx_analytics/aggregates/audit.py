@@ -66,7 +66,7 @@ __all__ = [
     "key_utilization", "keys_near_limit",
 ]
 
-_AUDIT = SecurityAuditLog.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__
+_AUDIT = SecurityAuditLog.__table__
 _UTC_TIME = "datetime64[us, UTC]"
 _MICROSECOND = pd.Timedelta(microseconds=1)
 PER_KEY_DAY_DTYPES = {"day": _UTC_TIME, "api_key_id": "string", "requests": "Int64", "errors": "Int64",

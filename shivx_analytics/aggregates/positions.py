@@ -22,7 +22,7 @@ from shivx_analytics.models import Position, PositionStatus
 from ._common import instant, money, split_days, utc_date
 
 REALIZED = (PositionStatus.CLOSED.value, PositionStatus.LIQUIDATED.value)
-_POSITIONS = Position.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__
+_POSITIONS = Position.__table__
 
 
 def closed_positions_rows(since: object, until: object) -> sa.Select:

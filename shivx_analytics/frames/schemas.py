@@ -124,7 +124,7 @@ def _detail(key: str, kind: str):
     return extract
 
 
-POSITIONS = _Frame("positions", Position.__table__, (  # type: ignore[attr-defined]  # SQLModel sets __table__
+POSITIONS = _Frame("positions", Position.__table__, (
     _Column("position_id", "id"), _Column("user_id", "id"), _Column("token", "text"),
     _Column("size", "money"), _Column("entry_price", "money"), _Column("current_price", "money"),
     _Column("stop_loss", "money"), _Column("take_profit", "money"), _enum("status", PositionStatus),
@@ -136,7 +136,7 @@ POSITIONS = _Frame("positions", Position.__table__, (  # type: ignore[attr-defin
     _derived("pnl_pct", "float", ("current_price", "entry_price"), _pnl_pct),
 ), time="opened_at", id="position_id")
 
-ORDERS = _Frame("orders", Order.__table__, (  # type: ignore[attr-defined]  # SQLModel sets __table__
+ORDERS = _Frame("orders", Order.__table__, (
     _Column("order_id", "id"), _Column("user_id", "id"), _Column("position_id", "id"), _Column("token", "text"),
     _enum("action", OrderAction), _enum("order_type", OrderType), _Column("amount_in", "money"),
     _Column("amount_out", "money"), _Column("price", "money"), _Column("slippage_bps", "int"),
@@ -147,7 +147,7 @@ ORDERS = _Frame("orders", Order.__table__, (  # type: ignore[attr-defined]  # SQ
     _derived("executed_price", "money", ("action", "status", "amount_in", "amount_out"), _executed_price),
 ), time="created_at", id="order_id")
 
-AUDIT_LOGS = _Frame("audit_logs", SecurityAuditLog.__table__, (  # type: ignore[attr-defined]  # SQLModel sets __table__
+AUDIT_LOGS = _Frame("audit_logs", SecurityAuditLog.__table__, (
     _Column("log_id", "id"), _Column("timestamp", "time"), _Column("event_type", "text"), _Column("user_id", "id"),
     _Column("ip_address", "text"), _Column("resource", "text"), _Column("action", "text"),
     _Column("success", "bool"), _Column("request_id", "text"), _Column("details", "json"),
@@ -156,14 +156,14 @@ AUDIT_LOGS = _Frame("audit_logs", SecurityAuditLog.__table__, (  # type: ignore[
     _derived("reason", "text", ("details",), _detail("reason", "text")),
 ), time="timestamp", id="log_id")
 
-API_KEYS = _Frame("api_keys", APIKey.__table__, (  # type: ignore[attr-defined]  # SQLModel sets __table__
+API_KEYS = _Frame("api_keys", APIKey.__table__, (
     _Column("key_id", "id"), _Column("user_id", "id"), _Column("name", "text"), _Column("key_prefix", "text"),
     _Column("permissions", "json"), _Column("rate_limit", "int"), _Column("requests_count", "int"),
     _Column("last_used_at", "time"), _Column("expires_at", "time"), _Column("created_at", "time"),
     _Column("updated_at", "time"), _Column("is_active", "bool"),
 ), time="created_at", id="key_id")
 
-USERS = _Frame("users", User.__table__, (  # type: ignore[attr-defined]  # SQLModel sets __table__
+USERS = _Frame("users", User.__table__, (
     _Column("user_id", "id"), _Column("username", "text"), _Column("email", "text"), _Column("roles", "json"),
     _Column("permissions", "json"), _Column("failed_login_attempts", "int"), _Column("locked_until", "time"),
     _Column("last_login", "time"), _Column("created_at", "time"), _Column("updated_at", "time"),
