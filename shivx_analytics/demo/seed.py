@@ -23,8 +23,9 @@ from shivx_analytics.db import create_engine, run_in_transaction
 from shivx_analytics.demo.builder import _DemoBuilder
 from shivx_analytics.demo.columns import _Table
 from shivx_analytics.demo.vocabulary import HISTORY_DAYS, SCALES
+from shivx_analytics.sources import write_transaction
 from shivx_analytics.demo.writing import (
-    TABLE_ORDER, _partitions_for, _refuse_unless_empty, _transaction, _write_tables,
+    TABLE_ORDER, _partitions_for, _refuse_unless_empty, _write_tables,
 )
 from shivx_analytics.domain.window import instant
 from shivx_analytics.models.audit_chain import lock_chain, store_tip
@@ -82,7 +83,7 @@ def generate_demo_data(source: Any, *, seed: int = 0, scale: str | int = "small"
             if engine is not source:
                 engine.dispose()
     else:
-        with _transaction(source) as connection:
+        with write_transaction(source) as connection:
             write(connection)
     return {table.name: table.n_rows for table in built}
 
@@ -126,7 +127,7 @@ def parse_scale(scale: str | int) -> str | int:
 
 def is_seeded(source: Any) -> bool:
     """True if the database already holds orders, positions or users (generate_demo_data would refuse)."""
-    with _transaction(source) as connection:
+    with write_transaction(source) as connection:
         try:
             _refuse_unless_empty(connection)
         except ValueError as exc:

@@ -17,11 +17,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
 from shivx_analytics import partitions
-from shivx_analytics.db import create_engine
 from shivx_analytics.demo.columns import _Table, _Times
 from shivx_analytics.demo.vocabulary import NULL_TIME
 from shivx_analytics.models.base import metadata
@@ -31,31 +29,6 @@ BATCH_ROWS = 20_000
 SQLITE_BULK_CACHE_KIB = 512 * 1024  # page cache while loading (SQLite allocates it as needed)
 
 TABLE_ORDER = ("users", "api_keys", "positions", "orders", "security_audit_logs")
-
-
-@contextmanager
-def _transaction(source: Any) -> Iterator[Connection]:
-    """A Connection inside a transaction that is rolled back if anything fails."""
-    if isinstance(source, Session):
-        yield source.connection()  # the session's transaction; the caller commits
-    elif isinstance(source, Connection):
-        if source.in_transaction():
-            yield source
-        else:
-            with source.begin():
-                yield source
-    elif isinstance(source, Engine):
-        with source.begin() as connection:
-            yield connection
-    elif isinstance(source, (str, sa.URL)):
-        engine = create_engine(source)
-        try:
-            with engine.begin() as connection:
-                yield connection
-        finally:
-            engine.dispose()
-    else:
-        raise ValueError(f"source must be an Engine, Connection, Session or URL, not {type(source).__name__}")
 
 
 def _refuse_unless_empty(connection: Connection) -> None:
