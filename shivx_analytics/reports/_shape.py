@@ -96,7 +96,7 @@ class ReportShape(Generic[Shared, Inputs]):
     load: Callable[[Context, Shared], Inputs]
     compute: Callable[[Context, Shared], Inputs]
     assemble: Callable[[Inputs, Context], Report]
-    window_rows: Callable[[pd.Timestamp, pd.Timestamp], Any]  # the SELECT aggregates plans to count rows
+    window_rows: Callable[[pd.Timestamp, pd.Timestamp], Any]  # aggregates' query counting the window's rows
     views: tuple[str, ...] = ()
     shared: Callable[[Context], tuple[Shared, Context]] | None = None
 
