@@ -173,6 +173,7 @@ def test_loaders_without_a_source_read_the_analytics_database(backend, databases
     assert [len(c) for c in chunks] == [1]
 
 
+@pytest.mark.slow
 def test_loaders_without_a_source_fall_back_to_the_primary(backend, databases, environment):
     primary, _ = databases
     environment(primary=primary, analytics=None)

@@ -110,6 +110,7 @@ def test_a_tampered_row_after_the_checkpoint_is_found_incrementally(backend, eng
     assert not recorded.verification.ok and recorded.checkpoint is None and len(stored(engine)) == 1
 
 
+@pytest.mark.slow
 def test_a_tampered_row_before_the_checkpoint_needs_the_full_chain(backend, engine):
     ids = add_entries(engine, 5)
     checkpoint = record_checkpoint(engine).checkpoint
@@ -240,6 +241,7 @@ def as_each_role(db_url, roles):  # noqa: F811
 
 
 @POSTGRESQL_ONLY
+@pytest.mark.slow
 def test_the_writer_and_analytics_roles_cannot_forge_or_move_a_checkpoint(backend, db_url, roles,  # noqa: F811
                                                                          as_each_role):
     engine, app, analytics = as_each_role
@@ -281,6 +283,7 @@ def test_the_writer_and_analytics_roles_cannot_forge_or_move_a_checkpoint(backen
     assert "Traceback" not in denied.stderr
 
 
+@pytest.mark.slow
 def test_db_check_reports_checkpoint_guards_switched_off(backend, db_url):
     engine = create_engine(db_url)
     try:
@@ -339,6 +342,7 @@ def test_record_checkpoint_in_the_callers_transaction(backend, engine):
         verify_audit_chain(engine, full_chain="yes")
 
 
+@pytest.mark.slow
 def test_an_empty_chain_records_no_checkpoint(backend, db_url):
     recorded = record_checkpoint(db_url)
     assert recorded.verification.ok and recorded.checkpoint is None
@@ -346,6 +350,7 @@ def test_an_empty_chain_records_no_checkpoint(backend, db_url):
     assert done.returncode == 0 and "the audit chain is empty: no checkpoint recorded" in done.stdout, done.stderr
 
 
+@pytest.mark.slow
 def test_cli_checkpoint_and_full_chain_flag(backend, db_url, tmp_path):
     engine = create_engine(db_url)
     try:

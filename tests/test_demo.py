@@ -147,6 +147,7 @@ def test_small_scale_has_the_documented_size(seeded):
     assert counts["api_keys"] >= 20
 
 
+@pytest.mark.slow
 def test_an_integer_scale_is_the_number_of_orders(backend, db_url):
     counts = generate_demo_data(db_url, seed=5, scale=150, as_of=AS_OF)
     assert counts["orders"] == 150

@@ -498,6 +498,7 @@ LOADERS = {"positions": (sx.load_positions, "position_id"), "orders": (sx.load_o
            "users": (sx.load_users, "user_id")}
 
 
+@pytest.mark.slow
 def test_every_filter_with_one_value_and_with_a_list(loaded):
     _, engine, _ = loaded
     for frame_name, arguments, expected in FILTERS:

@@ -182,6 +182,7 @@ def _quantstats():
 
 
 @pytest.mark.parametrize("capital", ["1000", "250000"])
+@pytest.mark.slow
 def test_sharpe_and_sortino_match_quantstats_on_returns_over_constant_capital(capital):
     qs = _quantstats()
     daily = m.daily_realized_pnl(book(), SINCE, UNTIL)

@@ -211,6 +211,7 @@ def _views(engine) -> dict[str, list[tuple]]:
                 for name in ("mv_daily_trading_performance", "mv_user_statistics", "mv_daily_api_key_usage")}
 
 
+@pytest.mark.slow
 def test_upgrade_from_0006_keeps_every_value_and_the_downgrade_works(backend, fresh_url):
     config = alembic_config(fresh_url)
     command.upgrade(config, "0006")
@@ -289,6 +290,7 @@ def test_models_built_with_create_all_get_the_domains(backend, fresh_url):
 
 
 @POSTGRESQL_ONLY
+@pytest.mark.slow
 def test_db_check_reports_a_money_domain_constraint_dropped_and_repair_restores_it(backend, demo):
     from shivx_analytics.controls import control_problems, repair_controls
 

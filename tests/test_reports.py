@@ -446,6 +446,7 @@ def test_html_is_one_self_contained_file(seeded, tmp_path):
     assert [p.name for p in out.iterdir()] == ["pnl.html"]  # no temporary file left behind
 
 
+@pytest.mark.slow
 def test_database_url_is_shown_with_the_password_masked(seeded):
     url, _ = seeded
     backend = url.split(":", 1)[0]
@@ -645,6 +646,7 @@ def test_fifo_reconciliation_rounds_the_windows_pnl_once(backend, db_url):
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_an_empty_window_renders(seeded):
     url, _ = seeded
     for name, build in REPORTS.items():

@@ -264,6 +264,7 @@ def _with_query_secrets(url: str, **extra: str) -> str:
                                            **extra}).render_as_string(hide_password=False)
 
 
+@pytest.mark.slow
 def test_query_string_secrets_are_masked_on_every_output_path(backend, db_url, tmp_path):
     """A URL with ?password= and ?sslpassword=: health (text, JSON), db current and upgrade, report
     stdout and files (parameters name the database), an unreachable database's error, a
