@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from logging.config import fileConfig
 
-from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 
 import shivx_analytics.models  # noqa: F401  (registers every table on the metadata)
+from alembic import context
 from shivx_analytics.db import comparison_options, mask_url, normalize_url, resolve_url
 from shivx_analytics.models import metadata
 

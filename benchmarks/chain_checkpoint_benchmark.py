@@ -27,7 +27,6 @@ from shivx_analytics.chain_checkpoints import record_checkpoint
 from shivx_analytics.db import create_engine
 from shivx_analytics.models import append_audit_entries
 
-
 T = TypeVar("T")
 
 

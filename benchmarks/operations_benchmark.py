@@ -26,7 +26,14 @@ from sqlmodel import Session, select
 import shivx_analytics as sx
 from shivx_analytics.db import create_engine
 from shivx_analytics.models import (
-    Order, OrderCreate, Position, PositionCreate, User, UserCreate, build_order, build_position,
+    Order,
+    OrderCreate,
+    Position,
+    PositionCreate,
+    User,
+    UserCreate,
+    build_order,
+    build_position,
 )
 from shivx_analytics.security import hash_password
 

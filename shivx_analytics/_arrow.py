@@ -37,7 +37,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shivx_analytics.domain.money import (
-    ARROW_ROUND_MODE, DERIVED_MONEY_PRECISION, MONEY_PRECISION, MONEY_SCALE, MoneyMode,
+    ARROW_ROUND_MODE,
+    DERIVED_MONEY_PRECISION,
+    MONEY_PRECISION,
+    MONEY_SCALE,
+    MoneyMode,
 )
 
 MONEY_TYPE = pa.decimal128(MONEY_PRECISION, MONEY_SCALE)  # stored money: NUMERIC(20,8)

@@ -42,8 +42,14 @@ from shivx_analytics.chain_checkpoints import Checkpoint
 from shivx_analytics.db import mask_url
 from shivx_analytics.models import SecurityAuditLog
 from shivx_analytics.models.audit_chain import (
-    CHAIN_TABLE, GENESIS_HASH, HASHED_FIELDS, append_audit_entries, canonical_values, row_hash,
-    security_audit_chain, uuid_text,
+    CHAIN_TABLE,
+    GENESIS_HASH,
+    HASHED_FIELDS,
+    append_audit_entries,
+    canonical_values,
+    row_hash,
+    security_audit_chain,
+    uuid_text,
 )
 from shivx_analytics.sources import read_connection as _connection  # one snapshot of the source
 

@@ -21,7 +21,6 @@ SQLite keeps one table: every function here is a no-op there.
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone

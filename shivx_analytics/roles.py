@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from shivx_analytics.aggregates.views import VIEW_NAMES, has_views
-
 from shivx_analytics.db import create_engine, mask_url
 
 TRADING_TABLES = ("users", "api_keys", "positions", "orders")

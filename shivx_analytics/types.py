@@ -9,11 +9,10 @@ from __future__ import annotations
 import enum
 import json
 import re
+import uuid
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, cast
-
-import uuid
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql

@@ -12,14 +12,19 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from _databases import (  # noqa: E402
+    BACKENDS,
+    IN_CI,
+    POSTGRES_URL,
+    create_postgres_database,
+    drop_postgres_database,
+    engine_of,
+    require_backend,
+)
 from sqlalchemy.engine import make_url
 
 from shivx_analytics.config import get_settings
 from shivx_analytics.db import migrate
-
-from _databases import (  # noqa: E402
-    BACKENDS, IN_CI, POSTGRES_URL, create_postgres_database, drop_postgres_database, engine_of, require_backend,
-)
 
 
 def pytest_configure(config):

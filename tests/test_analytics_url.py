@@ -16,6 +16,7 @@ from decimal import Decimal
 import nbformat
 import pandas as pd
 import pytest
+from _databases import copy_migrated_database, drop_postgres_database
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -25,11 +26,16 @@ from shivx_analytics import db
 from shivx_analytics.cli import app
 from shivx_analytics.config import get_settings
 from shivx_analytics.models import (
-    APIKeyCreate, OrderCreate, PositionCreate, UserCreate, append_audit_entries, build_api_key, build_order,
-    build_position, build_user,
+    APIKeyCreate,
+    OrderCreate,
+    PositionCreate,
+    UserCreate,
+    append_audit_entries,
+    build_api_key,
+    build_order,
+    build_position,
+    build_user,
 )
-
-from _databases import copy_migrated_database, drop_postgres_database
 
 AS_OF = "2025-10-28"
 NOW = datetime(2025, 10, 28, tzinfo=timezone.utc)

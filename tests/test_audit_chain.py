@@ -16,11 +16,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
+from _databases import require_backend
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 import shivx_analytics as sx
+from alembic import command
 from shivx_analytics import triggers
 from shivx_analytics.audit_chain import ChainVerification, verify_audit_chain
 from shivx_analytics.chain_checkpoints import checkpoint_trigger_names
@@ -28,11 +29,15 @@ from shivx_analytics.db import alembic_config, create_async_engine, create_engin
 from shivx_analytics.demo import generate_demo_data
 from shivx_analytics.models import SecurityAuditLog, User, UserCreate, append_audit_entries
 from shivx_analytics.models.audit_chain import (
-    GENESIS_HASH, HASHED_FIELDS, ChainTip, canonical_content, details_text, row_hash, security_audit_chain,
+    GENESIS_HASH,
+    HASHED_FIELDS,
+    ChainTip,
+    canonical_content,
+    details_text,
+    row_hash,
+    security_audit_chain,
 )
 from shivx_analytics.roles import RoleNames, grant_roles
-
-from _databases import require_backend
 
 BASE = datetime(2025, 10, 1, 12, 0, tzinfo=timezone.utc)
 LOGS = "security_audit_logs"

@@ -16,10 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from _databases import IN_CI
 
 import shivx_analytics as sx
-
-from _databases import IN_CI
 
 pytestmark = pytest.mark.slow  # the whole file: docs/development.md, Testing
 

@@ -17,21 +17,25 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from sqlalchemy.engine import make_url
-
-import shivx_analytics as sx
-from shivx_analytics.audit_chain import ChainVerification, verify_audit_chain
-from shivx_analytics.chain_checkpoints import (
-    CHECKPOINT_TABLE, CheckpointRefused, all_checkpoints, chain_checkpoints, checkpoint_trigger_sql,
-    drop_checkpoint_trigger_sql, record_checkpoint,
-)
-from shivx_analytics.controls import control_problems
-from shivx_analytics.db import alembic_config, create_engine
-
 from test_audit_chain import BASE, LOGS, add_entries, chain_rows, triggers_disabled, where_log
 from test_chain_guards import refused
 from test_roles import _as, roles  # noqa: F401  (the `roles` fixture: app and analytics roles of `db grant`)
+
+import shivx_analytics as sx
+from alembic import command
+from shivx_analytics.audit_chain import ChainVerification, verify_audit_chain
+from shivx_analytics.chain_checkpoints import (
+    CHECKPOINT_TABLE,
+    CheckpointRefused,
+    all_checkpoints,
+    chain_checkpoints,
+    checkpoint_trigger_sql,
+    drop_checkpoint_trigger_sql,
+    record_checkpoint,
+)
+from shivx_analytics.controls import control_problems
+from shivx_analytics.db import alembic_config, create_engine
 
 POSTGRESQL_ONLY = pytest.mark.parametrize("backend", ["postgresql"])
 AS_OF = BASE + timedelta(days=1)

@@ -16,10 +16,12 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from sqlmodel import Session
+from test_audit_chain import BASE, LOGS, add_entries, chain_rows, tip, triggers_disabled
+from test_roles import _as, roles  # noqa: F401  (the `roles` fixture: app and analytics roles of `db grant`)
 
 import shivx_analytics as sx
+from alembic import command
 from shivx_analytics import triggers
 from shivx_analytics.audit_chain import verify_audit_chain
 from shivx_analytics.controls import control_problems
@@ -27,9 +29,6 @@ from shivx_analytics.db import alembic_config, create_engine
 from shivx_analytics.models import Order, SecurityAuditLog
 from shivx_analytics.models.audit_chain import GENESIS_HASH
 from shivx_analytics.types import stored_money
-
-from test_audit_chain import BASE, LOGS, add_entries, chain_rows, tip, triggers_disabled
-from test_roles import _as, roles  # noqa: F401  (the `roles` fixture: app and analytics roles of `db grant`)
 
 POSTGRESQL_ONLY = pytest.mark.parametrize("backend", ["postgresql"])
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"])

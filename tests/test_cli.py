@@ -16,12 +16,11 @@ from pathlib import Path
 import nbformat
 import pytest
 import typer.main
+from _databases import POSTGRES_URL, create_postgres_database, drop_postgres_database
 from typer.testing import CliRunner
 
 import shivx_analytics as sx
 from shivx_analytics.cli import Exit, _write_reports, app
-
-from _databases import POSTGRES_URL, create_postgres_database, drop_postgres_database
 
 CLI = [sys.executable, "-m", "shivx_analytics.cli"]
 AS_OF = "2025-10-28"

@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from test_faults import terminated_when_blocked
 from typer.testing import CliRunner
 
 import shivx_analytics as sx
 from shivx_analytics.cli import EXIT_CODES, Exit, _parse_when, app, exit_for
 from shivx_analytics.db import head_revision
-
-from test_faults import terminated_when_blocked
 
 CLI = [sys.executable, "-m", "shivx_analytics.cli"]
 ROOT = Path(__file__).resolve().parents[1]

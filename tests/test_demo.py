@@ -9,15 +9,25 @@ from decimal import Decimal, localcontext
 
 import pytest
 import sqlalchemy as sa
+from _databases import BACKENDS, POSTGRES_URL, copy_migrated_database, drop_postgres_database, require_backend
 from sqlalchemy.orm import Session
 
-from _databases import BACKENDS, POSTGRES_URL, copy_migrated_database, drop_postgres_database, require_backend
-from shivx_analytics.demo import seed, vocabulary, writing
 from shivx_analytics.db import create_engine
-from shivx_analytics.demo import DEMO_PASSWORD, generate_demo_data
+from shivx_analytics.demo import DEMO_PASSWORD, generate_demo_data, seed, vocabulary, writing
 from shivx_analytics.models import (
-    APIKey, APIKeyRead, Order, OrderCreate, OrderRead, Position, PositionCreate, PositionRead, SecurityAuditLog,
-    SecurityAuditLogRead, User, UserRead, calculate_slippage,
+    APIKey,
+    APIKeyRead,
+    Order,
+    OrderCreate,
+    OrderRead,
+    Position,
+    PositionCreate,
+    PositionRead,
+    SecurityAuditLog,
+    SecurityAuditLogRead,
+    User,
+    UserRead,
+    calculate_slippage,
 )
 from shivx_analytics.security import password_needs_rehash, verify_password
 
@@ -597,10 +607,10 @@ def test_a_non_superuser_owner_can_migrate_and_seed_under_forced_row_security(ba
     plain owner role writes every row, and the hash chain verifies."""
     import uuid
 
+    from _databases import _admin_engine, engine_of
     from sqlalchemy.engine import make_url
     from typer.testing import CliRunner
 
-    from _databases import _admin_engine, engine_of
     from shivx_analytics.audit_chain import verify_audit_chain
     from shivx_analytics.cli import app
 

@@ -37,7 +37,12 @@ import shivx_analytics.models.user as user_module
 from shivx_analytics.cli import app
 from shivx_analytics.config import Settings, get_settings
 from shivx_analytics.db import (
-    DatabaseUnavailable, StatementTimeout, create_async_engine, create_engine, health_check, is_retryable,
+    DatabaseUnavailable,
+    StatementTimeout,
+    create_async_engine,
+    create_engine,
+    health_check,
+    is_retryable,
     run_in_transaction,
 )
 from shivx_analytics.frames import LoadError

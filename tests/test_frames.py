@@ -19,18 +19,31 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import sqlalchemy as sa
+from _databases import BACKENDS, copy_migrated_database, drop_postgres_database, require_backend
 from pandas.testing import assert_frame_equal
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from _databases import BACKENDS, copy_migrated_database, drop_postgres_database, require_backend
 import shivx_analytics as sx
 from shivx_analytics import _arrow, frames
 from shivx_analytics.db import DatabaseUnavailable, create_engine, mask_url, normalize_url
 from shivx_analytics.models import (
-    APIKey, APIKeyCreate, Order, OrderCreate, Position, PositionCreate, PositionStatus, SecurityAuditLog, User,
-    UserCreate, build_api_key, build_order, build_position, build_user, metadata,
+    APIKey,
+    APIKeyCreate,
+    Order,
+    OrderCreate,
+    Position,
+    PositionCreate,
+    PositionStatus,
+    SecurityAuditLog,
+    User,
+    UserCreate,
+    build_api_key,
+    build_order,
+    build_position,
+    build_user,
+    metadata,
 )
 
 MONEY = pd.ArrowDtype(pa.decimal128(20, 8))  # stored money, money="decimal"

@@ -26,6 +26,7 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from _databases import IN_CI, create_postgres_database, drop_postgres_database, require_backend
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -39,11 +40,15 @@ from shivx_analytics.demo import SCALES
 from shivx_analytics.demo.vocabulary import TOKENS
 from shivx_analytics.frames import FRAME_COLUMNS
 from shivx_analytics.models import (
-    OrderAction, OrderCreate, OrderStatus, OrderType, PositionCreate, PositionStatus, UserCreate,
+    OrderAction,
+    OrderCreate,
+    OrderStatus,
+    OrderType,
+    PositionCreate,
+    PositionStatus,
+    UserCreate,
 )
 from shivx_analytics.types import UTCDateTime, to_money
-
-from _databases import IN_CI, create_postgres_database, drop_postgres_database, require_backend
 
 AS_OF = "2025-10-28"
 INPUTS: Counter[str] = Counter()

@@ -21,6 +21,8 @@ from pathlib import Path
 import nbformat
 import pytest
 import sqlalchemy as sa
+from _databases import POSTGRES_URL, POSTGRESQL_ONLY, seeded_postgres_database
+from _proxy import FreezingProxy
 from sqlalchemy.engine import make_url
 
 import shivx_analytics as sx
@@ -31,9 +33,6 @@ from shivx_analytics.deadline import GRACE_S, time_limit
 from shivx_analytics.frames import LoadError
 from shivx_analytics.frames.targets import _resolve
 from shivx_analytics.frames.transport_duckdb import _libpq_uri
-
-from _databases import POSTGRES_URL, POSTGRESQL_ONLY, seeded_postgres_database
-from _proxy import FreezingProxy
 
 AS_OF = "2025-10-28"
 KEEPALIVES = {"connect_timeout": "10", "keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10",

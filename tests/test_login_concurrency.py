@@ -20,7 +20,12 @@ from sqlmodel import Session
 import shivx_analytics.models.user as user_module
 from shivx_analytics.db import create_async_engine, create_engine
 from shivx_analytics.models import (
-    User, UserCreate, arecord_login_failure, arecord_login_success, build_user, record_login_failure,
+    User,
+    UserCreate,
+    arecord_login_failure,
+    arecord_login_success,
+    build_user,
+    record_login_failure,
     record_login_success,
 )
 from shivx_analytics.security import hash_password

@@ -2,13 +2,18 @@
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from alembic import command
 from shivx_analytics.db import (
-    alembic_config, comparison_options, create_engine, current_revision, head_revision, migrate,
+    alembic_config,
+    comparison_options,
+    create_engine,
+    current_revision,
+    head_revision,
+    migrate,
 )
 from shivx_analytics.models import metadata
 from shivx_analytics.partitions import is_partition_name

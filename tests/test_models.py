@@ -12,7 +12,15 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from shivx_analytics.models import (
-    APIKey, Order, OrderCreate, Position, PositionCreate, PositionStatus, User, UserCreate, build_position,
+    APIKey,
+    Order,
+    OrderCreate,
+    Position,
+    PositionCreate,
+    PositionStatus,
+    User,
+    UserCreate,
+    build_position,
 )
 
 USER_ID = uuid.uuid4()

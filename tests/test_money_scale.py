@@ -17,16 +17,15 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
-from alembic import command
+from _databases import POSTGRESQL_ONLY
 from sqlmodel import Session, select
 
 import shivx_analytics as sx
+from alembic import command
 from shivx_analytics import triggers
 from shivx_analytics.db import alembic_config, create_engine, current_revision, head_revision, schema_problems
 from shivx_analytics.models import Order, Position, metadata
 from shivx_analytics.types import Money, StoredMoneyError, money_domain, money_domain_constraints
-
-from _databases import POSTGRESQL_ONLY
 
 AS_OF = "2025-10-28"
 KEYS = {"orders": "order_id", "positions": "position_id"}

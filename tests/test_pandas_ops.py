@@ -26,14 +26,21 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from _databases import BACKENDS, copy_migrated_database, drop_postgres_database, require_backend
 from sqlalchemy.orm import Session
 
-from _databases import BACKENDS, copy_migrated_database, drop_postgres_database, require_backend
 import shivx_analytics as sx
 from shivx_analytics import demo
 from shivx_analytics.db import create_engine
 from shivx_analytics.models import (
-    Order, OrderCreate, Position, PositionCreate, UserCreate, build_order, build_position, build_user,
+    Order,
+    OrderCreate,
+    Position,
+    PositionCreate,
+    UserCreate,
+    build_order,
+    build_position,
+    build_user,
 )
 
 AS_OF = "2025-10-28"

@@ -21,7 +21,7 @@ from _compare import assert_path_follows_settings, assert_same_summary, assert_s
 from _databases import POSTGRESQL_ONLY, engine_of, seeded_postgres_database
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
-from test_reports import U1, U2, settle_order, seed_users, t
+from test_reports import U1, U2, seed_users, settle_order, t
 
 from shivx_analytics import plots
 from shivx_analytics.aggregates import PushdownUnavailable, execution_aggregates, read_connection

@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from _databases import IN_CI, require_backend
 from sqlalchemy.engine import make_url
 
 import shivx_analytics as sx
@@ -34,8 +35,6 @@ from shivx_analytics import db
 from shivx_analytics.audit_chain import verify_audit_chain
 from shivx_analytics.chain_checkpoints import CheckpointRefused, record_checkpoint
 from shivx_analytics.roles import RoleNames, grant_roles
-
-from _databases import IN_CI, require_backend
 
 pytestmark = [pytest.mark.parametrize("backend", ["postgresql"]), pytest.mark.slow]
 

@@ -26,7 +26,14 @@ from sqlalchemy.orm import Session
 import shivx_analytics as sx
 from shivx_analytics.db import create_engine
 from shivx_analytics.models import (
-    APIKeyCreate, Order, OrderCreate, Position, PositionCreate, SecurityAuditLog, User, UserCreate,
+    APIKeyCreate,
+    Order,
+    OrderCreate,
+    Position,
+    PositionCreate,
+    SecurityAuditLog,
+    User,
+    UserCreate,
     build_api_key,
 )
 from shivx_analytics.reports import Report, api_usage_report, execution_report, pnl_report, security_report

@@ -17,8 +17,14 @@ from sqlmodel import Session
 import shivx_analytics.models.user as user_module
 from shivx_analytics.models import APIKeyCreate, SecurityAuditLog, UserCreate, build_api_key, build_user
 from shivx_analytics.security import (
-    MAX_PASSWORD_LENGTH, PASSWORD_ITERATIONS, api_key_display_prefix, generate_api_key, hash_api_key,
-    hash_password, password_needs_rehash, verify_password,
+    MAX_PASSWORD_LENGTH,
+    PASSWORD_ITERATIONS,
+    api_key_display_prefix,
+    generate_api_key,
+    hash_api_key,
+    hash_password,
+    password_needs_rehash,
+    verify_password,
 )
 
 PASSWORD = "correct horse battery staple"

@@ -21,12 +21,27 @@ import shivx_analytics.models.api_key as api_key_module
 import shivx_analytics.models.user as user_module
 from shivx_analytics.db import head_revision
 from shivx_analytics.models import (
-    APIKey, APIKeyCreate, InvalidTransition, Order, OrderAction, OrderCreate, OrderStatus, Position,
-    PositionCreate, PositionStatus, SecurityAuditLog, User, UserCreate, build_api_key, build_order,
-    build_position, build_user, record_login_failure, record_login_success,
+    APIKey,
+    APIKeyCreate,
+    InvalidTransition,
+    Order,
+    OrderAction,
+    OrderCreate,
+    OrderStatus,
+    Position,
+    PositionCreate,
+    PositionStatus,
+    SecurityAuditLog,
+    User,
+    UserCreate,
+    build_api_key,
+    build_order,
+    build_position,
+    build_user,
+    record_login_failure,
+    record_login_success,
 )
 from shivx_analytics.security import hash_password, verify_password
-
 
 TABLES = {"users", "api_keys", "positions", "orders", "security_audit_logs"}
 

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 import shivx_analytics as sx
-from shivx_analytics.frames import FrameDataError
 from shivx_analytics.db import create_engine
+from shivx_analytics.frames import FrameDataError
 
 
 @pytest.fixture

@@ -6,12 +6,16 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from pydantic import ValidationError
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Session, select
 
 from shivx_analytics.models import (
-    Position, PositionCreate, User, UserCreate, build_position,
+    Position,
+    PositionCreate,
+    User,
+    UserCreate,
+    build_position,
 )
 from shivx_analytics.types import Money, UTCDateTime, money_fits, to_money
 

@@ -26,7 +26,15 @@ import shivx_analytics.models.user as user_module
 from shivx_analytics.config import Settings
 from shivx_analytics.db import DatabaseUnavailable, close_db, get_db, init_db
 from shivx_analytics.models import (
-    Position, PositionCreate, PositionStatus, SecurityAuditLog, User, UserCreate, UserRead, build_position, build_user,
+    Position,
+    PositionCreate,
+    PositionStatus,
+    SecurityAuditLog,
+    User,
+    UserCreate,
+    UserRead,
+    build_position,
+    build_user,
 )
 from shivx_analytics.security import hash_password
 

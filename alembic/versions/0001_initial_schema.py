@@ -10,12 +10,12 @@ UPDATE/DELETE (and TRUNCATE on PostgreSQL); updated_at is stamped on every updat
 """
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import shivx_analytics.types
-from shivx_analytics import triggers
 
+import shivx_analytics.types
+from alembic import op
+from shivx_analytics import triggers
 
 # revision identifiers, used by Alembic.
 revision: str = '0001'

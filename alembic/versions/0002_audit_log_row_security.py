@@ -13,7 +13,6 @@ SQLite has no row-level security: nothing changes there.
 from typing import Sequence, Union
 
 from alembic import op
-
 from shivx_analytics import triggers
 
 revision: str = "0002"

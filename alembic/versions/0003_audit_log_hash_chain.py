@@ -21,9 +21,9 @@ from typing import Sequence, Union
 
 import sqlalchemy as sa
 import sqlmodel
-from alembic import op
 
 import shivx_analytics.types
+from alembic import op
 from shivx_analytics import triggers
 from shivx_analytics.models.audit_chain import GENESIS_HASH, ChainTip
 

@@ -23,9 +23,9 @@ from typing import Sequence, Union
 
 import sqlalchemy as sa
 import sqlmodel
-from alembic import op
 
 import shivx_analytics.types
+from alembic import op
 from shivx_analytics import partitions, triggers
 
 revision: str = "0004"

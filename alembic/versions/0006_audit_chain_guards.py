@@ -21,7 +21,6 @@ Rows already in the log are not touched: verify_audit_chain reports any that lie
 from typing import Sequence, Union
 
 from alembic import op
-
 from shivx_analytics import triggers
 
 revision: str = "0006"

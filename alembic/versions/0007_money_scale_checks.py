@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Sequence, Union
 
 import sqlalchemy as sa
-from alembic import op
 
+from alembic import op
 from shivx_analytics.types import money_domain, money_domain_sql
 
 revision: str = "0007"

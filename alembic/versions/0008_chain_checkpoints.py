@@ -19,9 +19,9 @@ the first verification after this revision reads the whole chain.
 from typing import Sequence, Union
 
 import sqlalchemy as sa
-from alembic import op
 
 import shivx_analytics.types
+from alembic import op
 from shivx_analytics import chain_checkpoints
 
 revision: str = "0008"

@@ -50,7 +50,10 @@ from shivx_analytics.metrics._common import (
     typed_frame,
 )
 from shivx_analytics.metrics.api_usage import (
-    RequestOutcomes, api_usage_summary_from, key_hygiene, key_utilization_table,
+    RequestOutcomes,
+    api_usage_summary_from,
+    key_hygiene,
+    key_utilization_table,
 )
 from shivx_analytics.metrics.security import WEEKDAYS, locked_users
 from shivx_analytics.models import SecurityAuditLog

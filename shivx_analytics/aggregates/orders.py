@@ -45,10 +45,22 @@ from shivx_analytics.frames.arguments import _Window
 from shivx_analytics.frames.query import _binder, _Query
 from shivx_analytics.frames.schemas import ORDERS
 from shivx_analytics.metrics._common import (
-    Distribution, counts, day_index, float_or_none, money_series, money_sum, nullable_floats, ratio,
+    Distribution,
+    counts,
+    day_index,
+    float_or_none,
+    money_series,
+    money_sum,
+    nullable_floats,
+    ratio,
 )
 from shivx_analytics.metrics.execution import (
-    ACTIONS, SLIPPAGE_BREAKDOWNS, STATUSES, SlippageStats, execution_summary_from, slippage_table,
+    ACTIONS,
+    SLIPPAGE_BREAKDOWNS,
+    STATUSES,
+    SlippageStats,
+    execution_summary_from,
+    slippage_table,
 )
 
 from ._common import money, utc_date

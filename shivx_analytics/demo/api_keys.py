@@ -13,9 +13,31 @@ from shivx_analytics import security
 from shivx_analytics.demo.columns import _Codes, _Ids, _Plain, _Table, _Times
 from shivx_analytics.demo.state import _BuilderState
 from shivx_analytics.demo.vocabulary import (
-    API_KEY, API_REQUEST, API_STATUS_SHARES, API_STATUSES, D_API, D_STATIC, DAY, GET_RESOURCE_SHARES, GET_RESOURCES,
-    HOUR, KEY_EXPIRED, KEY_NAMES, MINUTE, NULL_TIME, RATE_LIMIT_SHARES, RATE_LIMITED, RATE_LIMITS, ROLE_ANALYST,
-    ROLE_BOT, ROLE_TRADER, A, R, _json, _uuid_hex, _uuid_strings,
+    API_KEY,
+    API_REQUEST,
+    API_STATUS_SHARES,
+    API_STATUSES,
+    D_API,
+    D_STATIC,
+    DAY,
+    GET_RESOURCE_SHARES,
+    GET_RESOURCES,
+    HOUR,
+    KEY_EXPIRED,
+    KEY_NAMES,
+    MINUTE,
+    NULL_TIME,
+    RATE_LIMIT_SHARES,
+    RATE_LIMITED,
+    RATE_LIMITS,
+    ROLE_ANALYST,
+    ROLE_BOT,
+    ROLE_TRADER,
+    A,
+    R,
+    _json,
+    _uuid_hex,
+    _uuid_strings,
 )
 
 

@@ -16,9 +16,28 @@ import numpy as np
 from shivx_analytics.demo.columns import _Codes, _Computed, _Ids, _Plain, _Table, _Times
 from shivx_analytics.demo.state import _BuilderState
 from shivx_analytics.demo.vocabulary import (
-    ACTIONS, ADMIN, API_REASONS, AUTHZ, D_API, D_ORDER_CREATE, D_ORDER_EXECUTE, D_STATIC, EVENT_TYPES, EXECUTED,
-    FAILED_REASONS, POSITION_STATUSES, RESOURCES, ROLE_ADMIN, ROLE_ANALYST, ROLE_ROLES, TOKENS, A, R, _money_text,
-    _uuid_hex, _uuid_strings,
+    ACTIONS,
+    ADMIN,
+    API_REASONS,
+    AUTHZ,
+    D_API,
+    D_ORDER_CREATE,
+    D_ORDER_EXECUTE,
+    D_STATIC,
+    EVENT_TYPES,
+    EXECUTED,
+    FAILED_REASONS,
+    POSITION_STATUSES,
+    RESOURCES,
+    ROLE_ADMIN,
+    ROLE_ANALYST,
+    ROLE_ROLES,
+    TOKENS,
+    A,
+    R,
+    _money_text,
+    _uuid_hex,
+    _uuid_strings,
 )
 from shivx_analytics.models.audit_chain import ChainTip
 

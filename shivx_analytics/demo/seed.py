@@ -23,12 +23,15 @@ from shivx_analytics.db import create_engine, run_in_transaction
 from shivx_analytics.demo.builder import _DemoBuilder
 from shivx_analytics.demo.columns import _Table
 from shivx_analytics.demo.vocabulary import HISTORY_DAYS, SCALES
-from shivx_analytics.sources import write_transaction
 from shivx_analytics.demo.writing import (
-    TABLE_ORDER, _partitions_for, _refuse_unless_empty, _write_tables,
+    TABLE_ORDER,
+    _partitions_for,
+    _refuse_unless_empty,
+    _write_tables,
 )
 from shivx_analytics.domain.window import instant
 from shivx_analytics.models.audit_chain import lock_chain, store_tip
+from shivx_analytics.sources import write_transaction
 
 MIN_ORDERS = 20
 # The generated times reach back HISTORY_DAYS + 181 days before as_of (accounts created before

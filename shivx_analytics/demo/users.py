@@ -15,10 +15,34 @@ from shivx_analytics import security
 from shivx_analytics.demo.columns import _Codes, _Ids, _Plain, _Table, _Times
 from shivx_analytics.demo.state import _BuilderState
 from shivx_analytics.demo.vocabulary import (
-    A, AUTHN, BOT_NAMES, BRUTE_FORCE_USERNAMES, D_STATIC, DAY, DEMO_PASSWORD, EMAIL_DOMAINS, FIRST_NAMES, HISTORY_DAYS,
-    HOUR, LAST_NAMES, LEGACY_PASSWORD_USERS, MINUTE, NULL_TIME, PASSWORD_SALT_POOL,
-    R, ROLE_ADMIN, ROLE_ANALYST, ROLE_BOT, ROLE_PERMISSIONS, ROLE_ROLES, ROLE_TRADER, SECOND, STRATEGIES, _iso,
-    _json, _uuid_hex,
+    AUTHN,
+    BOT_NAMES,
+    BRUTE_FORCE_USERNAMES,
+    D_STATIC,
+    DAY,
+    DEMO_PASSWORD,
+    EMAIL_DOMAINS,
+    FIRST_NAMES,
+    HISTORY_DAYS,
+    HOUR,
+    LAST_NAMES,
+    LEGACY_PASSWORD_USERS,
+    MINUTE,
+    NULL_TIME,
+    PASSWORD_SALT_POOL,
+    ROLE_ADMIN,
+    ROLE_ANALYST,
+    ROLE_BOT,
+    ROLE_PERMISSIONS,
+    ROLE_ROLES,
+    ROLE_TRADER,
+    SECOND,
+    STRATEGIES,
+    A,
+    R,
+    _iso,
+    _json,
+    _uuid_hex,
 )
 
 

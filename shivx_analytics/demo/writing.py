@@ -22,8 +22,8 @@ from sqlalchemy.engine import Connection
 from shivx_analytics import partitions
 from shivx_analytics.demo.columns import _Table, _Times
 from shivx_analytics.demo.vocabulary import NULL_TIME
-from shivx_analytics.models.base import metadata
 from shivx_analytics.models.audit_chain import CHAIN_TABLE
+from shivx_analytics.models.base import metadata
 
 BATCH_ROWS = 20_000
 SQLITE_BULK_CACHE_KIB = 512 * 1024  # page cache while loading (SQLite allocates it as needed)

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from .arguments import DetailValue, _parser, _values, _Window
 from .schemas import _Frame
 
+
 class Bind(Protocol):
     """A bound value of a kind (uuid, time, bool, number, jsonb, text) for one backend."""
 

@@ -19,8 +19,17 @@ import sqlalchemy as sa
 
 from shivx_analytics import _arrow
 from shivx_analytics.models import (
-    APIKey, Order, OrderAction, OrderStatus, OrderType, Position, PositionStatus, SecurityAuditLog, User,
+    APIKey,
+    Order,
+    OrderAction,
+    OrderStatus,
+    OrderType,
+    Position,
+    PositionStatus,
+    SecurityAuditLog,
+    User,
 )
+
 
 @dataclass(frozen=True)
 class _Column:

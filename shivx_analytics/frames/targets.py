@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from shivx_analytics import db as _db
 from shivx_analytics import sources
-from shivx_analytics.sources import Source
 from shivx_analytics.config import get_settings
+from shivx_analytics.sources import Source
 
 from .errors import _unavailable
 from .query import _Query

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from ._common import (
-    typed_frame,
     days_covering,
     duration,
     equals,
@@ -25,6 +24,7 @@ from ._common import (
     ratio,
     require_columns,
     timestamp,
+    typed_frame,
     utc_day,
 )
 

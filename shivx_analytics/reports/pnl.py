@@ -21,12 +21,18 @@ from typing import Any, cast
 import pandas as pd
 
 from shivx_analytics import aggregates, metrics, plots
-from shivx_analytics.frames import load_orders, load_positions
 from shivx_analytics.domain.window import check_window
+from shivx_analytics.frames import load_orders, load_positions
 from shivx_analytics.metrics._common import in_window, to_decimal
 
 from ._common import (
-    ReportWindow, empty_window_note, filter_values, filtered_path_note, label_missing, report_window, stats_table,
+    ReportWindow,
+    empty_window_note,
+    filter_values,
+    filtered_path_note,
+    label_missing,
+    report_window,
+    stats_table,
 )
 from ._shape import Context, ReportShape, run
 from .base import Report
