@@ -117,7 +117,7 @@ def exit_for(exc: BaseException) -> tuple[Exit, str]:
 
 def _classify(exc: BaseException) -> tuple[Exit, str]:
     from shivx_analytics import _arrow, frames, notebook_runner
-    from shivx_analytics.models.enums import InvalidTransition
+    from shivx_analytics.domain.enums import InvalidTransition
 
     if isinstance(exc, db.DatabaseUnavailable):
         return Exit.DATABASE_UNREACHABLE, f"{exc}: {RETRY} (or pass another --url)"

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from shivx_analytics.domain.enums import OrderStatus, OrderType, PositionStatus
+
 SCALES = {"small": 2_000, "medium": 100_000, "large": 1_000_000}  # orders
 HISTORY_DAYS = 90
 AUDIT_ROWS_PER_ORDER = 2.5
@@ -98,11 +100,11 @@ LIQUIDATED_SHARE = 0.04
 BASE58 = np.frombuffer(b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz", np.uint8)
 HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 
-ORDER_TYPES = ("market", "limit", "stop_loss", "take_profit")
+ORDER_TYPES = tuple(kind.value for kind in OrderType)  # market, limit, stop_loss, take_profit
 MARKET, LIMIT, STOP_LOSS, TAKE_PROFIT = range(4)
-ORDER_STATUSES = ("pending", "executed", "failed", "cancelled")
+ORDER_STATUSES = tuple(status.value for status in OrderStatus)  # pending, executed, failed, cancelled
 PENDING, EXECUTED, FAILED, CANCELLED = range(4)
-POSITION_STATUSES = ("open", "closed", "liquidated")
+POSITION_STATUSES = tuple(status.value for status in PositionStatus)  # open, closed, liquidated
 OPEN, CLOSED, LIQUIDATED = range(3)
 EXIT_REASONS = ("signal", "stop_loss", "take_profit", "liquidation")
 

@@ -17,6 +17,8 @@ from typing import Any, cast
 
 import pandas as pd
 
+from shivx_analytics.domain.enums import OrderAction, OrderStatus
+
 from ._common import (
     ZERO,
     Distribution,
@@ -34,8 +36,8 @@ from ._common import (
     utc_day,
 )
 
-STATUSES = ("pending", "executed", "failed", "cancelled")
-ACTIONS = ("buy", "sell")
+STATUSES = tuple(status.value for status in OrderStatus)  # pending, executed, failed, cancelled
+ACTIONS = tuple(action.value for action in OrderAction)  # buy, sell
 SLIPPAGE_BREAKDOWNS = ("token", "order_type", "action")
 _ORDER_COLUMNS = ("order_id", "status", "created_at", "executed_at", "slippage_bps",
                   "slippage_actual", "total_value")

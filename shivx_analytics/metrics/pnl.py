@@ -22,6 +22,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from shivx_analytics.domain.enums import PositionStatus
 from shivx_analytics.domain.window import end_of_day
 
 from ._common import (
@@ -50,7 +51,7 @@ from ._common import (
     to_decimal,
 )
 
-REALIZED_STATUSES = ("closed", "liquidated")
+REALIZED_STATUSES = (PositionStatus.CLOSED.value, PositionStatus.LIQUIDATED.value)
 BREAKDOWNS = ("token", "strategy", "user_id")
 PERIODS = ("D", "W", "M")
 DAYS_PER_YEAR = 365  # annualisation: crypto trades every calendar day

@@ -1,32 +1,5 @@
-"""Enumerations stored as their string values."""
+"""The models' enumerations: defined once in the domain kernel (shivx_analytics/domain/enums.py)."""
 
-from enum import StrEnum
+from shivx_analytics.domain.enums import InvalidTransition, OrderAction, OrderStatus, OrderType, PositionStatus
 
-
-class PositionStatus(StrEnum):
-    OPEN = "open"
-    CLOSED = "closed"
-    LIQUIDATED = "liquidated"
-
-
-class OrderAction(StrEnum):
-    BUY = "buy"
-    SELL = "sell"
-
-
-class OrderType(StrEnum):
-    MARKET = "market"
-    LIMIT = "limit"
-    STOP_LOSS = "stop_loss"
-    TAKE_PROFIT = "take_profit"
-
-
-class OrderStatus(StrEnum):
-    PENDING = "pending"
-    EXECUTED = "executed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class InvalidTransition(ValueError):
-    """A state change that the entity's lifecycle does not allow."""
+__all__ = ["InvalidTransition", "OrderAction", "OrderStatus", "OrderType", "PositionStatus"]

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlmodel import Field, Relationship
 
+from shivx_analytics.domain.enums import InvalidTransition, OrderAction, OrderStatus, OrderType
 from shivx_analytics.models.base import MoneyField, TimestampMixin, UTCField, UTCModel, new_uuid, utcnow
-from shivx_analytics.models.enums import InvalidTransition, OrderAction, OrderStatus, OrderType
 from shivx_analytics.models.position import exact, quantize_money
 from shivx_analytics.types import Money, mutable_json_dict, string_enum, to_money
 

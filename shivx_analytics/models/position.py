@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from pydantic import model_validator
 from sqlmodel import Field, Relationship
 
+from shivx_analytics.domain.enums import InvalidTransition, PositionStatus
 from shivx_analytics.domain.money import EXACT_PRECISION
 from shivx_analytics.domain.money import round_money as quantize_money  # round once, half to even, to 8 places
 from shivx_analytics.models.base import MoneyField, TimestampMixin, UTCField, UTCModel, new_uuid, utcnow
-from shivx_analytics.models.enums import InvalidTransition, PositionStatus
 from shivx_analytics.types import mutable_json_dict, string_enum
 
 if TYPE_CHECKING:
