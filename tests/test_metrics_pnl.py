@@ -633,7 +633,7 @@ def test_monthly_heatmap_is_a_year_by_month_grid():
     values[0], values[15], values[20], values[61] = "5", "-3", "1", "2"  # Dec 31, Jan 15, Jan 20, Mar 1
     daily = days_series(values, start="2023-12-31")
     grid = m.monthly_heatmap(daily)
-    assert list(grid.index) == [2023, 2024] and list(grid.columns) == list(m.pnl.MONTHS)
+    assert list(grid.index) == [2023, 2024] and list(grid.columns) == list(m.tearsheet.MONTHS)
     assert grid.loc[2023, "Dec"] == D("5") and pd.isna(grid.loc[2023, "Jan"])
     assert (grid.loc[2024, "Jan"], grid.loc[2024, "Feb"], grid.loc[2024, "Mar"]) == (D("-2"), D("0"), D("2"))
     assert grid.loc[2024, "Apr":"Dec"].isna().all()

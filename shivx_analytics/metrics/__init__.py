@@ -32,41 +32,25 @@ from .execution import (
     slippage_stats,
     status_by_day,
 )
-from .pnl import (
-    DAYS_PER_YEAR,
-    MIN_DAYS_FOR_RATIOS,
-    ROLLING_DAYS,
-    Drawdown,
+from .fifo import (
     FifoResult,
+    fifo_realized_pnl,
+    reconcile_fifo_with_positions,
+)
+from .pnl import (
     PnlWindow,
     TradeStats,
-    cagr_pct,
-    calmar,
     cumulative_pnl_by,
     daily_realized_pnl,
-    daily_returns,
-    drawdown,
-    drawdown_periods,
-    equity_curve,
-    fifo_realized_pnl,
-    monthly_heatmap,
     payoff_ratio,
     pnl_by,
-    pnl_by_period,
     pnl_summary,
     pnl_window,
     ratio_notes,
     realized_positions,
-    reconcile_fifo_with_positions,
-    return_pct,
-    rolling_ratios,
-    sharpe,
-    sortino,
     trade_stats,
     triggered_exits,
     unrealized_positions,
-    volatility,
-    volatility_pct,
     win_rate,
 )
 from .security import (
@@ -81,6 +65,26 @@ from .security import (
     lockouts,
     security_summary,
     success_after_failures,
+)
+from .tearsheet import (
+    DAYS_PER_YEAR,
+    MIN_DAYS_FOR_RATIOS,
+    ROLLING_DAYS,
+    Drawdown,
+    cagr_pct,
+    calmar,
+    daily_returns,
+    drawdown,
+    drawdown_periods,
+    equity_curve,
+    monthly_heatmap,
+    pnl_by_period,
+    return_pct,
+    rolling_ratios,
+    sharpe,
+    sortino,
+    volatility,
+    volatility_pct,
 )
 
 __all__ = [
