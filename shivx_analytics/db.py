@@ -1,4 +1,10 @@
-"""Engines, sessions, URLs, health: everything that opens a connection goes through here."""
+"""Engines, sessions, URLs, health: everything that opens a connection goes through here.
+
+Why one module of ~700 lines: every engine, sync or async, is created here with the same
+settings (TLS, timeouts, keepalives, SQLite pragmas) and every URL is masked, normalized and
+stripped of secret query parameters here. Keeping the secrets' one way in and one way out in a
+single file is what lets tests/test_secret_hygiene.py vouch that no rendering shows them.
+"""
 
 from __future__ import annotations
 
