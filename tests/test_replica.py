@@ -151,7 +151,8 @@ def wait_for_replay(ports: Replication, timeout_s: float = 60) -> None:
     standby = sa.create_engine(make_url(ports.standby(user="postgres")).set(drivername="postgresql+psycopg"))
     try:
         with primary.connect() as connection:
-            target = connection.exec_driver_sql("SELECT pg_current_wal_lsn()").scalar_one()
+            # the insert position: it includes a commit record not yet written out (asynchronous commit)
+            target = connection.exec_driver_sql("SELECT pg_current_wal_insert_lsn()").scalar_one()
         deadline = time.monotonic() + timeout_s
         while True:
             try:
